@@ -1,0 +1,1 @@
+"""The four thidua services and the runtime that hosts them."""

@@ -1,0 +1,1 @@
+"""Awards service: nominations, quotas, decisions."""

@@ -1,0 +1,6 @@
+"""Alembic environment of the awards service."""
+
+from services.awards.models import TABLES
+from shared.migrations import run_env
+
+run_env(TABLES)

@@ -1,0 +1,1 @@
+"""Notifications service: plans, reminders and decisions reach people."""

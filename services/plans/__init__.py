@@ -1,0 +1,1 @@
+"""Plans service: the org registry, plans, their phases, cascade and deployment."""

@@ -1,0 +1,319 @@
+"""REST API of the plans service, under /plans."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import col, select
+
+from services.plans import domain, handlers
+from services.plans.models import (
+    Amendment,
+    OrgUnitVersion,
+    Plan,
+    PlanDraft,
+    PlanPhase,
+    PlanTarget,
+    Registration,
+)
+from shared.errors import FieldError, InvalidInput
+from shared.events import DeadlineRule, OrgUnit, Phase, PlanAmended
+from shared.service import ServiceContext
+
+
+class UnitsImported(BaseModel):
+    registered: int
+
+
+class MoveUnit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    new_parent_id: str
+    effective_on: date
+
+
+class Acknowledge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit_id: str
+
+
+class TargetState(BaseModel):
+    unit_id: str
+    name: str
+    level: str
+    deployed: bool
+
+
+class Deployment(BaseModel):
+    """Who has deployed (acknowledged) a plan: each unit it was sent to, and, over the whole cascade
+    below it, how many grassroots unions have deployed it or a plan implementing it."""
+
+    plan_id: str
+    expected: int
+    deployed: int
+    targets: list[TargetState]
+    grassroots_expected: int
+    grassroots_deployed: int
+    grassroots_rate: float | None
+
+
+class ScheduleMilestone(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: date
+
+
+class Revoke(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class DeadlineDate(BaseModel):
+    rule: int
+    kind: str
+    purpose: str
+    due_on: date
+    phase_seq: int | None
+    period: str | None
+
+
+def build_api(ctx: ServiceContext) -> APIRouter:
+    router = APIRouter(tags=["plans"])
+    db = ctx.db
+
+    @router.post("/org/units", response_model=UnitsImported, status_code=status.HTTP_201_CREATED)
+    def import_units(units: list[OrgUnit]) -> UnitsImported:
+        """Register units of the federation (the body of `thidua org import`)."""
+        with db.transaction() as uow:
+            return UnitsImported(registered=handlers.register_units(uow, units))
+
+    @router.get("/org/units")
+    def list_units(on: date | None = None, parent_id: str | None = None) -> list[dict[str, Any]]:
+        """Units in force on a day (today by default), optionally only those below one parent."""
+        day = on or ctx.clock.today()
+        with db.reading() as session:
+            query = select(OrgUnitVersion).where(col(OrgUnitVersion.valid_from) <= day)
+            query = query.where(
+                (col(OrgUnitVersion.valid_to).is_(None)) | (col(OrgUnitVersion.valid_to) > day)
+            )
+            if parent_id:
+                query = query.where(OrgUnitVersion.parent_id == parent_id)
+            rows = session.exec(query.order_by(col(OrgUnitVersion.unit_id))).all()
+            return [row.model_dump(exclude={"row_id"}) for row in rows]
+
+    @router.post("/org/units/{unit_id}/move", status_code=status.HTTP_204_NO_CONTENT)
+    def move_unit(unit_id: str, move: MoveUnit) -> None:
+        with db.transaction() as uow:
+            handlers.move_unit(uow, unit_id, move.new_parent_id, move.effective_on)
+
+    @router.post(
+        "/plans",
+        response_model=handlers.IssuedPlan,
+        status_code=status.HTTP_201_CREATED,
+        responses={422: {"description": "each field that is wrong, with its value and what was expected"}},
+    )
+    def issue_plan(command: handlers.IssuePlan) -> handlers.IssuedPlan:
+        """Issue a plan to the units below the issuer. A plan that is wrong is refused, naming each
+        field; what is only doubtful comes back as warnings."""
+        with db.transaction() as uow:
+            return handlers.issue_plan(uow, command, consolidation_days=ctx.settings.min_consolidation_days)
+
+    @router.post("/drafts", status_code=status.HTTP_201_CREATED)
+    def save_draft(body: handlers.SaveDraft) -> dict[str, Any]:
+        """Keep a plan being written (dự thảo), complete or not, for its officer to check and issue."""
+        with db.transaction() as uow:
+            draft = PlanDraft(
+                id=str(uuid.uuid4()),
+                unit_id=body.unit_id,
+                body=body.body,
+                source=body.source,
+                updated_at=uow.clock.now(),
+            )
+            uow.session.add(draft)
+            return draft.model_dump()
+
+    @router.get("/drafts")
+    def list_drafts(unit_id: str | None = None) -> list[dict[str, Any]]:
+        with db.reading() as session:
+            query = select(PlanDraft).order_by(col(PlanDraft.updated_at))
+            if unit_id:
+                query = query.where(PlanDraft.unit_id == unit_id)
+            return [row.model_dump() for row in session.exec(query)]
+
+    def draft_of(session: Any, draft_id: str) -> PlanDraft:
+        draft = session.get(PlanDraft, draft_id)
+        if draft is None:
+            raise HTTPException(404, f"no draft {draft_id}")
+        return draft
+
+    @router.get("/drafts/{draft_id}")
+    def get_draft(draft_id: str) -> dict[str, Any]:
+        with db.reading() as session:
+            return draft_of(session, draft_id).model_dump()
+
+    @router.put("/drafts/{draft_id}")
+    def edit_draft(draft_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace the draft's body (a draft already issued stays as it was issued)."""
+        with db.transaction() as uow:
+            draft = draft_of(uow.session, draft_id)
+            if draft.status != "draft":
+                raise FieldError(
+                    "draft_id", draft_id, f"a draft not yet issued (this one is plan {draft.plan_id})"
+                )
+            draft.body, draft.updated_at = body, uow.clock.now()
+            uow.session.add(draft)
+            return draft.model_dump()
+
+    @router.post("/drafts/{draft_id}/check")
+    def check_draft(draft_id: str) -> dict[str, Any]:
+        """What issuing the draft would say, without issuing it: each problem, or the warnings."""
+        with db.reading() as session:
+            draft = draft_of(session, draft_id)
+        errors, warnings = handlers.check_draft(db, draft, ctx.settings.min_consolidation_days)
+        return {"ready": not errors, "errors": [e.as_dict() for e in errors], "warnings": warnings}
+
+    @router.post(
+        "/drafts/{draft_id}/issue", response_model=handlers.IssuedPlan, status_code=status.HTTP_201_CREATED
+    )
+    def issue_draft(draft_id: str) -> handlers.IssuedPlan:
+        """Issue the draft as it stands; a draft that is wrong is refused, naming each field."""
+        with db.transaction() as uow:
+            draft = draft_of(uow.session, draft_id)
+            if draft.status != "draft":
+                raise FieldError(
+                    "draft_id", draft_id, f"a draft not yet issued (this one is plan {draft.plan_id})"
+                )
+            try:
+                command = handlers.IssuePlan.model_validate(draft.body)
+            except ValidationError as error:
+                raise InvalidInput(handlers.draft_problems(error)) from error
+            issued = handlers.issue_plan(uow, command, consolidation_days=ctx.settings.min_consolidation_days)
+            draft.status, draft.plan_id, draft.updated_at = "issued", issued.plan_id, uow.clock.now()
+            uow.session.add(draft)
+            return issued
+
+    @router.get("/plans")
+    def list_plans(issuer_unit_id: str | None = None, campaign_id: str | None = None) -> list[dict[str, Any]]:
+        with db.reading() as session:
+            query = select(Plan).order_by(col(Plan.created_at))
+            if issuer_unit_id:
+                query = query.where(Plan.issuer_unit_id == issuer_unit_id)
+            if campaign_id:
+                query = query.where(Plan.campaign_id == campaign_id)
+            return [plan.model_dump() for plan in session.exec(query).all()]
+
+    @router.get("/plans/{plan_id}")
+    def get_plan(plan_id: str) -> dict[str, Any]:
+        with db.reading() as session:
+            plan = session.get(Plan, plan_id)
+            if plan is None:
+                raise HTTPException(404, f"no plan {plan_id}")
+            phases = session.exec(
+                select(PlanPhase).where(PlanPhase.plan_id == plan_id).order_by(col(PlanPhase.seq))
+            )
+            return {**plan.model_dump(), "phases": [phase.model_dump() for phase in phases]}
+
+    @router.post("/plans/{plan_id}/acknowledgements", status_code=status.HTTP_202_ACCEPTED)
+    def acknowledge(plan_id: str, body: Acknowledge) -> dict[str, bool]:
+        """A unit acknowledges it received and deploys the plan (PlanAcknowledged)."""
+        with db.transaction() as uow:
+            return {"recorded": handlers.acknowledge(uow, plan_id, body.unit_id)}
+
+    @router.get("/plans/{plan_id}/deployment", response_model=Deployment)
+    def deployment(plan_id: str) -> Deployment:
+        with db.reading() as session:
+            targets = session.exec(
+                select(PlanTarget).where(PlanTarget.plan_id == plan_id).order_by(col(PlanTarget.unit_id))
+            ).all()
+            if not targets:
+                raise HTTPException(404, f"no plan {plan_id}")
+            states = [
+                TargetState(
+                    unit_id=t.unit_id, name=t.name, level=t.level, deployed=t.acknowledged_at is not None
+                )
+                for t in targets
+            ]
+            below, done = handlers.subtree_deployment(session, plan_id)
+            return Deployment(
+                plan_id=plan_id,
+                expected=len(states),
+                deployed=sum(s.deployed for s in states),
+                targets=states,
+                grassroots_expected=below,
+                grassroots_deployed=done,
+                grassroots_rate=done / below if below else None,
+            )
+
+    @router.get("/plans/{plan_id}/deadlines", response_model=list[DeadlineDate])
+    def deadlines(plan_id: str) -> list[DeadlineDate]:
+        """Every due date the plan's deadline rules give, per phase or period, in date order."""
+        with db.reading() as session:
+            plan = session.get(Plan, plan_id)
+            if plan is None:
+                raise HTTPException(404, f"no plan {plan_id}")
+            rows = session.exec(
+                select(PlanPhase).where(PlanPhase.plan_id == plan_id).order_by(col(PlanPhase.seq))
+            )
+            phases = [Phase.model_validate(row.model_dump(include=set(Phase.model_fields))) for row in rows]
+            rules = [DeadlineRule.model_validate(rule) for rule in plan.deadlines]
+            return [DeadlineDate(**vars(d)) for d in domain.expand_deadlines(rules, phases)]
+
+    @router.post("/plans/{plan_id}/milestones/{milestone_id}", status_code=status.HTTP_204_NO_CONTENT)
+    def schedule_milestone(plan_id: str, milestone_id: str, body: ScheduleMilestone) -> None:
+        """Date (or move) a milestone: the phases ending at it are re-planned, here and in every plan
+        implementing this one (PlanRescheduled)."""
+        with db.transaction() as uow:
+            handlers.schedule_milestone(uow, plan_id, milestone_id, body.on)
+
+    @router.post(
+        "/plans/{plan_id}/amendments", response_model=PlanAmended, status_code=status.HTTP_201_CREATED
+    )
+    def amend(plan_id: str, body: handlers.Amend) -> PlanAmended:
+        """Issue a new version of the plan (PlanAmended), checked like the first, with the reason."""
+        with db.transaction() as uow:
+            return handlers.amend_plan(
+                uow, plan_id, body, consolidation_days=ctx.settings.min_consolidation_days
+            )
+
+    @router.get("/plans/{plan_id}/amendments")
+    def amendments(plan_id: str) -> list[dict[str, Any]]:
+        """Every amendment of the plan: version, what changed, why, when."""
+        with db.reading() as session:
+            query = select(Amendment).where(Amendment.plan_id == plan_id).order_by(col(Amendment.version))
+            return [row.model_dump() for row in session.exec(query)]
+
+    @router.post("/plans/{plan_id}/revocation", status_code=status.HTTP_204_NO_CONTENT)
+    def revoke(plan_id: str, body: Revoke) -> None:
+        """Revoke the plan and, through the cascade, every plan implementing it (PlanRevoked)."""
+        with db.transaction() as uow:
+            handlers.live_plan(uow.session, plan_id)
+            handlers.revoke_plan(uow, plan_id, body.reason)
+
+    @router.post("/plans/{plan_id}/closure", status_code=status.HTTP_204_NO_CONTENT)
+    def close(plan_id: str) -> None:
+        """Close the plan: its campaign is over (PlanClosed)."""
+        with db.transaction() as uow:
+            handlers.close_plan(uow, plan_id)
+
+    @router.get("/plans/{plan_id}/derived-draft", response_model=handlers.IssuePlan)
+    def derived_draft(plan_id: str, unit_id: str) -> handlers.IssuePlan:
+        """A unit's draft of its own plan implementing this one, for its officer to edit and issue."""
+        with db.reading() as session:
+            return handlers.derived_draft(session, plan_id, unit_id, ctx.settings)
+
+    @router.post("/plans/{plan_id}/registrations", status_code=status.HTTP_201_CREATED)
+    def register(plan_id: str, body: handlers.Register) -> dict[str, Any]:
+        """Register a commitment, a pledge or a work against a plan (late ones are kept, marked late)."""
+        with db.transaction() as uow:
+            return handlers.register(uow, plan_id, body).model_dump()
+
+    @router.get("/plans/{plan_id}/registrations")
+    def registrations(plan_id: str) -> list[dict[str, Any]]:
+        """The registrations made against a plan, each marked late or not."""
+        with db.reading() as session:
+            query = select(Registration).where(Registration.plan_id == plan_id)
+            return [row.model_dump() for row in session.exec(query.order_by(col(Registration.registered_at)))]
+
+    return router

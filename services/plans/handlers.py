@@ -1,0 +1,860 @@
+"""Commands and event handlers of the plans service (the service layer)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlmodel import Session, col, select
+
+from services.plans import domain
+from services.plans.models import (
+    Amendment,
+    OrgUnitVersion,
+    Plan,
+    PlanDraft,
+    PlanPhase,
+    PlanTarget,
+    Registration,
+)
+from shared.api import plain_error
+from shared.clock import LOCAL_TZ, local_midnight
+from shared.consumer import EventHandlers
+from shared.errors import EventRejected, FieldError
+from shared.events import (
+    LEVEL_RANK,
+    AwardQuota,
+    DeadlineRule,
+    Envelope,
+    Goal,
+    Indicator,
+    Level,
+    Milestone,
+    OrgUnit,
+    OrgUnitMoved,
+    OrgUnitRegistered,
+    Phase,
+    PhaseClosed,
+    PhaseOpened,
+    PlanAcknowledged,
+    PlanAmended,
+    PlanClosed,
+    PlanIssued,
+    PlanRef,
+    PlanRescheduled,
+    PlanRevoked,
+    Recipient,
+    Sector,
+    Signer,
+    Target,
+)
+from shared.service import ServiceContext
+from shared.settings import Settings
+from shared.storage import Database, UnitOfWork
+
+
+class PhaseDraft(BaseModel):
+    """A phase as written in a plan. No start: from the day the plan is issued (từ khi phát động).
+    No end: it ends at `end_milestone` (đến Đại hội …), dated when the milestone is scheduled. No report
+    deadline: from the plan's after-phase rule."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    seq: int = Field(ge=1)
+    label: str
+    start: date | None = None
+    end: date | None = None
+    end_milestone: str | None = None
+    report_due: date | None = None
+
+
+class IssuePlan(BaseModel):
+    """Issue a plan (ban hành kế hoạch) to the units below the issuer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: str = Field(min_length=1, max_length=100, examples=["19/KH-LĐLĐ"])
+    issuer_unit_id: str
+    title: str = Field(min_length=1, max_length=1000)
+    issued_on: date
+    place: str = Field(default="", max_length=200, examples=["Long Biên"])
+    parent_plan_id: str | None = None
+    movements: list[str] = []
+    # What each sector does (khối doanh nghiệp, hành chính sự nghiệp, trường học).
+    content: dict[Sector, str] = {}
+    phases: list[PhaseDraft]
+    # Deadlines as the plan states them; expanded to dates at GET /plans/plans/{id}/deadlines.
+    deadlines: list[DeadlineRule] = []
+    # Events phases may end at, dated now or later (POST /plans/plans/{id}/milestones/{milestone}).
+    milestones: list[Milestone] = []
+    # Units to execute the plan; by default every unit directly below the issuer on the issue date.
+    target_unit_ids: list[str] | None = None
+    indicators: list[Indicator] = []
+    goals: list[Goal] = []
+    signer: Signer | None = None
+    award_quota: AwardQuota | None = None
+    # Nơi nhận: units above for report (b/c), units below for execution (t/h), the archive (Lưu).
+    recipients: list[Recipient] = []
+    # The text says the phases follow one another: no gap between them.
+    consecutive_phases: bool = False
+    # Units below cascade the plan at once with a derived plan of their own (needed at national scale).
+    auto_derive: bool = False
+    # Reports on a phase are accepted only once it has ended.
+    report_after_phase_end: bool = False
+
+
+# ------------------------------------------------------------------ org registry
+
+
+def unit_on(session: Session, unit_id: str, on: date) -> OrgUnitVersion | None:
+    """The version of a unit in force on a day."""
+    return session.exec(
+        select(OrgUnitVersion)
+        .where(OrgUnitVersion.unit_id == unit_id, OrgUnitVersion.valid_from <= on)
+        .where(sa.or_(col(OrgUnitVersion.valid_to).is_(None), col(OrgUnitVersion.valid_to) > on))
+    ).first()
+
+
+def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion]:
+    """The units directly below `unit_id` on a day, in id order."""
+    return list(
+        session.exec(
+            select(OrgUnitVersion)
+            .where(OrgUnitVersion.parent_id == unit_id, OrgUnitVersion.valid_from <= on)
+            .where(sa.or_(col(OrgUnitVersion.valid_to).is_(None), col(OrgUnitVersion.valid_to) > on))
+            .order_by(col(OrgUnitVersion.unit_id))
+        ).all()
+    )
+
+
+def current_levels(session: Session) -> dict[str, Level]:
+    rows = session.exec(
+        select(OrgUnitVersion.unit_id, OrgUnitVersion.level).where(col(OrgUnitVersion.valid_to).is_(None))
+    )
+    return {unit_id: Level(level) for unit_id, level in rows}
+
+
+def register_units(uow: UnitOfWork, units: list[OrgUnit]) -> int:
+    """Register new units (or new details of known ones); publishes OrgUnitRegistered for each."""
+    domain.check_tree(units, current_levels(uow.session))
+    for unit in units:
+        current = uow.session.exec(
+            select(OrgUnitVersion).where(
+                OrgUnitVersion.unit_id == unit.id, col(OrgUnitVersion.valid_to).is_(None)
+            )
+        ).first()
+        if current is not None:
+            if current.parent_id != unit.parent_id:
+                raise FieldError(
+                    f"{unit.id}: parent_id", unit.parent_id, "the same parent (use move to change it)"
+                )
+            uow.session.delete(current)
+        uow.session.add(
+            OrgUnitVersion(
+                unit_id=unit.id,
+                name=unit.name,
+                level=unit.level.value,
+                parent_id=unit.parent_id,
+                sector=unit.sector.value if unit.sector else None,
+                email=unit.email,
+                has_ioffice=unit.has_ioffice,
+                valid_from=unit.valid_from,
+                valid_to=unit.valid_to,
+            )
+        )
+        uow.publish(OrgUnitRegistered(unit=unit), unit=unit.parent_id or unit.id)
+    return len(units)
+
+
+def move_unit(uow: UnitOfWork, unit_id: str, new_parent_id: str, effective_on: date) -> None:
+    """A unit moves under another parent from a day on; its history stays where it was."""
+    session = uow.session
+    current = unit_on(session, unit_id, effective_on)
+    if current is None:
+        raise FieldError("unit_id", unit_id, f"a unit registered on {effective_on}")
+    parent = unit_on(session, new_parent_id, effective_on)
+    if parent is None:
+        raise FieldError("new_parent_id", new_parent_id, f"a unit registered on {effective_on}")
+    if LEVEL_RANK[Level(parent.level)] >= LEVEL_RANK[Level(current.level)]:
+        raise FieldError("new_parent_id", new_parent_id, f"a unit above {current.level} level")
+    if current.valid_from >= effective_on:
+        raise FieldError("effective_on", effective_on.isoformat(), f"a day after {current.valid_from}")
+    old_parent = current.parent_id
+    current.valid_to = effective_on
+    session.add(current)
+    session.add(
+        OrgUnitVersion(
+            unit_id=current.unit_id,
+            name=current.name,
+            level=current.level,
+            parent_id=new_parent_id,
+            sector=current.sector,
+            email=current.email,
+            has_ioffice=current.has_ioffice,
+            valid_from=effective_on,
+        )
+    )
+    uow.publish(
+        OrgUnitMoved(
+            unit_id=unit_id, old_parent_id=old_parent, new_parent_id=new_parent_id, effective_on=effective_on
+        ),
+        unit=new_parent_id,
+    )
+
+
+# ------------------------------------------------------------------ plans
+
+
+class Register(BaseModel):
+    """Register against a plan: a commitment, a pledge with other units, or a work (công trình)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: str
+    kind: Literal["commitment", "pledge", "work"]
+    title: str = Field(min_length=1, max_length=500)
+    description: str = Field(default="", max_length=20_000)
+
+
+class IssuedPlan(PlanIssued):
+    """A plan as issued, with the softer problems found in it."""
+
+    warnings: list[dict[str, str]] = Field(default_factory=list)
+
+
+def issue_plan(
+    uow: UnitOfWork, command: IssuePlan, causation: Envelope | None = None, consolidation_days: int = 1
+) -> IssuedPlan:
+    """Validate and issue a plan; publishes PlanIssued. Raises FieldError naming what is wrong; returns
+    the plan with warnings for what is only doubtful."""
+    session = uow.session
+    number = domain.parse_number(command.number)
+    domain.check_rules(command.deadlines)
+    domain.check_goals(command.goals, command.indicators)
+    phases = resolve_phases(command.phases, command.deadlines, command.issued_on, command.milestones)
+    domain.check_phases(phases, [milestone.id for milestone in command.milestones])
+    domain.check_sequence(phases, command.consecutive_phases)
+    issuer = unit_on(session, command.issuer_unit_id, command.issued_on)
+    if issuer is None:
+        raise FieldError(
+            "issuer_unit_id", command.issuer_unit_id, f"a unit registered on {command.issued_on}"
+        )
+    year = command.issued_on.year
+    if session.exec(
+        select(Plan.id).where(
+            Plan.issuer_unit_id == issuer.unit_id, Plan.year == year, Plan.number == command.number
+        )
+    ).first():
+        raise FieldError("number", command.number, f"a number not yet used by {issuer.name} in {year}")
+
+    lineage: list[PlanRef] = []
+    if command.parent_plan_id:
+        parent = session.get(Plan, command.parent_plan_id)
+        if parent is None:
+            raise FieldError("parent_plan_id", command.parent_plan_id, "a plan known to this federation")
+        lineage = [PlanRef.model_validate(ref) for ref in parent.lineage]
+        lineage.append(PlanRef(plan_id=parent.id, issuer_unit_id=parent.issuer_unit_id))
+        parent_phases = session.exec(select(PlanPhase).where(PlanPhase.plan_id == parent.id)).all()
+        domain.check_within_parent(
+            phases,
+            [Phase.model_validate(p.model_dump(include=set(Phase.model_fields))) for p in parent_phases],
+            consolidation_days,
+        )
+    check_recipients(session, issuer.unit_id, command.recipients, command.issued_on)
+
+    below = {child.unit_id: child for child in children_on(session, issuer.unit_id, command.issued_on)}
+    target_ids = command.target_unit_ids if command.target_unit_ids is not None else list(below)
+    if not target_ids:
+        raise FieldError("target_unit_ids", [], f"at least one unit below {issuer.name}")
+    targets = []
+    for unit_id in target_ids:
+        unit = below.get(unit_id)
+        if unit is None:
+            raise FieldError("target_unit_ids", unit_id, f"a unit directly below {issuer.name}")
+        targets.append(Target(unit_id=unit.unit_id, name=unit.name, level=Level(unit.level)))
+
+    plan_id = str(uuid.uuid4())
+    event = PlanIssued(
+        plan_id=plan_id,
+        number=command.number,
+        issuer_unit_id=issuer.unit_id,
+        title=command.title,
+        issued_on=command.issued_on,
+        place=command.place,
+        parent_plan_id=command.parent_plan_id,
+        lineage=lineage,
+        phases=phases,
+        deadlines=command.deadlines,
+        milestones=command.milestones,
+        targets=targets,
+        indicators=command.indicators,
+        goals=command.goals,
+        movements=command.movements,
+        content=command.content,
+        signer=command.signer,
+        award_quota=command.award_quota,
+        recipients=command.recipients,
+        auto_derive=command.auto_derive,
+        report_after_phase_end=command.report_after_phase_end,
+    )
+    store_plan(uow, event, received=False)
+    uow.publish(event, unit=issuer.unit_id, correlation_id=event.campaign_id, causation=causation)
+    warnings = domain.warnings_for(number, command.issued_on, phases)
+    return IssuedPlan(**event.model_dump(), warnings=[vars(w) for w in warnings])
+
+
+DETAILS = ("place", "movements", "content", "goals", "signer", "recipients")
+
+
+def plan_details(plan: IssuePlan | PlanIssued) -> dict[str, Any]:
+    """The descriptive parts of a plan, as stored with it."""
+    return {name: value for name, value in plan.model_dump(mode="json", include=set(DETAILS)).items()}
+
+
+def store_plan(
+    uow: UnitOfWork, plan: PlanIssued, received: bool, targets: list[Target] | None = None
+) -> None:
+    """Keep a plan — issued here, or received from another registry — with its phases and targets."""
+    session = uow.session
+    session.add(
+        Plan(
+            id=plan.plan_id,
+            number=plan.number,
+            year=plan.issued_on.year,
+            issuer_unit_id=plan.issuer_unit_id,
+            title=plan.title,
+            issued_on=plan.issued_on,
+            parent_plan_id=plan.parent_plan_id,
+            campaign_id=plan.campaign_id,
+            lineage=[ref.model_dump() for ref in plan.lineage],
+            indicators=[indicator.model_dump() for indicator in plan.indicators],
+            award_quota=plan.award_quota.model_dump() if plan.award_quota else None,
+            deadlines=[rule.model_dump(mode="json") for rule in plan.deadlines],
+            milestones=[milestone.model_dump(mode="json") for milestone in plan.milestones],
+            details=plan_details(plan),
+            auto_derive=plan.auto_derive,
+            report_after_phase_end=plan.report_after_phase_end,
+            received=received,
+            created_at=uow.clock.now(),
+        )
+    )
+    for phase in plan.phases:
+        session.add(PlanPhase(plan_id=plan.plan_id, **phase.model_dump()))
+    for target in plan.targets if targets is None else targets:
+        session.add(
+            PlanTarget(
+                plan_id=plan.plan_id, unit_id=target.unit_id, name=target.name, level=target.level.value
+            )
+        )
+    session.flush()
+
+
+def resolve_phases(
+    drafts: list[PhaseDraft], rules: list[DeadlineRule], issued_on: date, milestones: list[Milestone]
+) -> list[Phase]:
+    """Phases with their dates: an open start from the issue date, an end at a milestone when it is
+    dated, a report deadline as written or from the after-phase rule."""
+    dated = {milestone.id: milestone.on for milestone in milestones}
+    phases = []
+    for draft in drafts:
+        end = draft.end or (dated.get(draft.end_milestone) if draft.end_milestone else None)
+        due = draft.report_due or (domain.report_due_by_rule(rules, end) if end else None)
+        phases.append(
+            Phase(
+                seq=draft.seq,
+                label=draft.label,
+                start=draft.start or issued_on,
+                end=end,
+                report_due=due,
+                end_milestone=draft.end_milestone,
+            )
+        )
+    return phases
+
+
+def ancestors(session: Session, unit_id: str, on: date) -> list[str]:
+    """The units above a unit on a day, nearest first."""
+    found: list[str] = []
+    unit = unit_on(session, unit_id, on)
+    while unit is not None and unit.parent_id and unit.parent_id not in found:
+        found.append(unit.parent_id)
+        unit = unit_on(session, unit.parent_id, on)
+    return found
+
+
+def check_recipients(session: Session, issuer_id: str, recipients: list[Recipient], on: date) -> None:
+    """Units a plan is executed by are below its issuer; units it is reported to are above it."""
+    above = ancestors(session, issuer_id, on)
+    for index, recipient in enumerate(recipients, start=1):
+        field = f"recipients[{index}].unit_id"
+        if recipient.unit_id is None or recipient.purpose == "archive":
+            continue
+        if unit_on(session, recipient.unit_id, on) is None:
+            raise FieldError(field, recipient.unit_id, f"a unit registered on {on}")
+        if recipient.purpose == "execute" and issuer_id not in ancestors(session, recipient.unit_id, on):
+            raise FieldError(
+                field, recipient.unit_id, f"a unit below {issuer_id}: a plan is executed by its own subtree"
+            )
+        if recipient.purpose == "report" and recipient.unit_id not in above:
+            raise FieldError(field, recipient.unit_id, f"a unit above {issuer_id}: a plan is reported upward")
+
+
+def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str, causation: Envelope | None = None) -> bool:
+    """A target unit acknowledges (deploys) a plan; returns False if it already had."""
+    plan = uow.session.get(Plan, plan_id)
+    if plan is not None and plan.status not in LIVE:
+        raise FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
+    target = uow.session.get(PlanTarget, (plan_id, unit_id))
+    if target is None:
+        if uow.session.get(Plan, plan_id) is None:
+            raise FieldError("plan_id", plan_id, "a plan known to this federation")
+        raise FieldError("unit_id", unit_id, "a unit the plan was sent to")
+    if target.acknowledged_at is not None:
+        return False
+    target.acknowledged_at = uow.clock.now()
+    uow.session.add(target)
+    if causation is None:
+        plan = uow.session.get(Plan, plan_id)
+        uow.publish(
+            PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=target.acknowledged_at),
+            unit=unit_id,
+            correlation_id=plan.campaign_id if plan else None,
+        )
+    return True
+
+
+def next_number(session: Session, issuer_unit_id: str, year: int, suffix: str) -> str:
+    """The next free plan number of a body in a year: numbering restarts every 1 January."""
+    numbers = session.exec(
+        select(Plan.number).where(Plan.issuer_unit_id == issuer_unit_id, Plan.year == year)
+    )
+    used = [int(match.group(1)) for number in numbers if (match := re.match(r"\s*(\d+)", number))]
+    return f"{max(used, default=0) + 1}/{suffix}"
+
+
+def derived_draft(session: Session, parent_id: str, unit_id: str, settings: Settings) -> IssuePlan:
+    """A unit's draft of its own plan implementing a parent plan: same indicators, quota and rules of
+    reporting, the parent's phases, its deadlines `derive_lead_days` earlier. The officer edits and
+    issues it (or, with auto_derive, it is issued at once)."""
+    parent = session.get(Plan, parent_id)
+    if parent is None:
+        raise FieldError("plan_id", parent_id, "a plan known to this registry")
+    if session.get(PlanTarget, (parent_id, unit_id)) is None:
+        raise FieldError("unit_id", unit_id, f"a unit plan {parent.number} was sent to")
+    rows = session.exec(select(PlanPhase).where(PlanPhase.plan_id == parent_id).order_by(col(PlanPhase.seq)))
+    phases = [Phase.model_validate(row.model_dump(include=set(Phase.model_fields))) for row in rows]
+    rules = [DeadlineRule.model_validate(rule) for rule in parent.deadlines]
+    return IssuePlan(
+        number=next_number(session, unit_id, parent.issued_on.year, f"KH-{unit_id}"),
+        issuer_unit_id=unit_id,
+        title=parent.title,
+        issued_on=parent.issued_on,
+        parent_plan_id=parent_id,
+        phases=[
+            PhaseDraft.model_validate(p) for p in domain.derive_phases(phases, settings.derive_lead_days)
+        ],
+        deadlines=domain.derive_rules(rules, settings.derive_lead_days),
+        milestones=[Milestone.model_validate(milestone) for milestone in parent.milestones],
+        indicators=[Indicator.model_validate(item) for item in parent.indicators],
+        movements=parent.details.get("movements", []),
+        content=parent.details.get("content", {}),
+        goals=[Goal.model_validate(goal) for goal in parent.details.get("goals", [])],
+        award_quota=AwardQuota.model_validate(parent.award_quota) if parent.award_quota else None,
+        auto_derive=parent.auto_derive,
+        report_after_phase_end=parent.report_after_phase_end,
+    )
+
+
+def derive_and_issue(
+    uow: UnitOfWork, parent_id: str, unit_id: str, settings: Settings, cause: Envelope
+) -> None:
+    """A unit below cascades a parent plan at once with its derived draft, and so acknowledges it."""
+    session = uow.session
+    if session.exec(
+        select(Plan.id).where(Plan.parent_plan_id == parent_id, Plan.issuer_unit_id == unit_id)
+    ).first():
+        return
+    parent = session.get(Plan, parent_id)
+    if parent is None or not children_on(session, unit_id, parent.issued_on):
+        return
+    draft = derived_draft(session, parent_id, unit_id, settings)
+    issue_plan(uow, draft, causation=cause, consolidation_days=settings.min_consolidation_days)
+    acknowledge(uow, parent_id, unit_id)
+
+
+def register(uow: UnitOfWork, plan_id: str, command: Register) -> Registration:
+    """Record a unit's registration against a plan, late if after the plan's registration deadline."""
+    session = uow.session
+    plan = session.get(Plan, plan_id)
+    if plan is None:
+        raise FieldError("plan_id", plan_id, "a plan known to this registry")
+    if session.get(PlanTarget, (plan_id, command.unit_id)) is None:
+        raise FieldError("unit_id", command.unit_id, f"a unit plan {plan.number} was sent to")
+    rules = [DeadlineRule.model_validate(rule) for rule in plan.deadlines]
+    dues = [
+        rule.due_on
+        for rule in rules
+        if rule.kind == "fixed" and rule.purpose == "registration" and rule.due_on
+    ]
+    due = min(dues, default=None)
+    now = uow.clock.now()
+    row = Registration(
+        id=str(uuid.uuid4()),
+        plan_id=plan_id,
+        unit_id=command.unit_id,
+        kind=command.kind,
+        title=command.title,
+        description=command.description,
+        registered_at=now,
+        due_on=due,
+        late=bool(due and now.astimezone(LOCAL_TZ).date() > due),
+    )
+    session.add(row)
+    return row
+
+
+def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
+    """Grassroots units that have deployed the plan or a plan implementing it, of all those sent one:
+    the "100 % of grassroots units deploy" target, live."""
+    plan = session.get(Plan, plan_id)
+    if plan is None:
+        raise FieldError("plan_id", plan_id, "a plan known to this registry")
+    cascade = [
+        other.id
+        for other in session.exec(select(Plan).where(Plan.campaign_id == plan.campaign_id))
+        if other.id == plan_id or any(ref["plan_id"] == plan_id for ref in other.lineage)
+    ]
+    targets = session.exec(
+        select(PlanTarget).where(
+            col(PlanTarget.plan_id).in_(cascade), PlanTarget.level == Level.grassroots.value
+        )
+    ).all()
+    return len(targets), sum(t.acknowledged_at is not None for t in targets)
+
+
+def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
+    """Keep a plan issued by another stack's registry (a province stack receiving the national plan)
+    when it is sent to units registered here, so they can acknowledge and cascade it. Returns whether
+    the plan concerns this registry."""
+    session = uow.session
+    if session.get(Plan, plan.plan_id) is not None:
+        return True
+    known = [target for target in plan.targets if unit_on(session, target.unit_id, plan.issued_on)]
+    if not known:
+        return False
+    store_plan(uow, plan, received=True, targets=known)
+    return True
+
+
+# ------------------------------------------------------------------ milestones and the plan's life
+
+LIVE = ("issued", "amended")
+
+
+def live_plan(session: Session, plan_id: str) -> Plan:
+    """A plan issued here that is neither revoked nor closed."""
+    plan = session.get(Plan, plan_id)
+    if plan is None or plan.received:
+        raise FieldError("plan_id", plan_id, "a plan issued through this registry")
+    if plan.status not in LIVE:
+        raise FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
+    return plan
+
+
+def phases_of(session: Session, plan_id: str) -> list[Phase]:
+    rows = session.exec(select(PlanPhase).where(PlanPhase.plan_id == plan_id).order_by(col(PlanPhase.seq)))
+    return [Phase.model_validate(row.model_dump(include=set(Phase.model_fields))) for row in rows]
+
+
+def store_phases(session: Session, plan_id: str, phases: list[Phase]) -> None:
+    """Write a plan's phases, keeping when each was opened and closed."""
+    for phase in phases:
+        row = session.get(PlanPhase, (plan_id, phase.seq)) or PlanPhase(
+            plan_id=plan_id, seq=phase.seq, start=phase.start
+        )
+        for name, value in phase.model_dump().items():
+            setattr(row, name, value)
+        session.add(row)
+    for row in session.exec(select(PlanPhase).where(PlanPhase.plan_id == plan_id)):
+        if row.seq > len(phases):
+            session.delete(row)
+
+
+def reschedule_plan(
+    uow: UnitOfWork, plan: Plan, milestone_id: str, on: date, due_for: dict[int, date | None]
+) -> None:
+    """Date a milestone of a plan, re-plan the phases bound to it, and publish PlanRescheduled."""
+    milestones = [dict(m, on=on.isoformat()) if m["id"] == milestone_id else m for m in plan.milestones]
+    plan.milestones = milestones
+    uow.session.add(plan)
+    phases = domain.reschedule(phases_of(uow.session, plan.id), milestone_id, on, due_for)
+    store_phases(uow.session, plan.id, phases)
+    uow.publish(
+        PlanRescheduled(plan_id=plan.id, milestone_id=milestone_id, on=on, phases=phases),
+        unit=plan.issuer_unit_id,
+        correlation_id=plan.campaign_id,
+    )
+
+
+def schedule_milestone(uow: UnitOfWork, plan_id: str, milestone_id: str, on: date) -> None:
+    """The issuer dates (or moves) a milestone: its phases end then; the plans implementing it follow."""
+    plan = live_plan(uow.session, plan_id)
+    if milestone_id not in {m["id"] for m in plan.milestones}:
+        raise FieldError("milestone_id", milestone_id, f"a milestone of plan {plan.number}")
+    rules = [DeadlineRule.model_validate(rule) for rule in plan.deadlines]
+    bound = [phase for phase in phases_of(uow.session, plan_id) if phase.end_milestone == milestone_id]
+    reschedule_plan(uow, plan, milestone_id, on, {p.seq: domain.report_due_by_rule(rules, on) for p in bound})
+
+
+def follow_reschedule(uow: UnitOfWork, event: PlanRescheduled, settings: Settings) -> None:
+    """A parent plan's milestone was dated: the plans here implementing it re-plan the same phases,
+    reporting `derive_lead_days` before the parent's new deadline."""
+    session = uow.session
+    received = session.get(Plan, event.plan_id)
+    if received is not None and received.received:
+        store_phases(session, event.plan_id, event.phases)
+    parent_due = {phase.seq: phase.report_due for phase in event.phases}
+    for child in session.exec(select(Plan).where(Plan.parent_plan_id == event.plan_id)).all():
+        if child.status not in LIVE or event.milestone_id not in {m["id"] for m in child.milestones}:
+            continue
+        due_for = {
+            seq: due - timedelta(days=settings.derive_lead_days) if due else None
+            for seq, due in parent_due.items()
+        }
+        reschedule_plan(uow, child, event.milestone_id, event.on, due_for)
+
+
+class Amend(BaseModel):
+    """Change an issued plan: only the fields given change; the reason is recorded with the version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+    title: str | None = Field(default=None, min_length=1, max_length=1000)
+    phases: list[PhaseDraft] | None = None
+    indicators: list[Indicator] | None = None
+    deadlines: list[DeadlineRule] | None = None
+    award_quota: AwardQuota | None = None
+
+
+def amend_plan(uow: UnitOfWork, plan_id: str, amend: Amend, consolidation_days: int = 1) -> PlanAmended:
+    """A new version of an issued plan, checked like the first; publishes PlanAmended."""
+    session = uow.session
+    plan = live_plan(session, plan_id)
+    changed = [
+        name for name in ("title", "phases", "indicators", "deadlines", "award_quota") if getattr(amend, name)
+    ]
+    if not changed:
+        raise FieldError(
+            "body", None, "at least one of title, phases, indicators, deadlines, award_quota to change"
+        )
+    rules = (
+        amend.deadlines
+        if amend.deadlines is not None
+        else [DeadlineRule.model_validate(r) for r in plan.deadlines]
+    )
+    domain.check_rules(rules)
+    milestones = [Milestone.model_validate(m) for m in plan.milestones]
+    if amend.phases is not None:
+        phases = resolve_phases(amend.phases, rules, plan.issued_on, milestones)
+        domain.check_phases(phases, [m.id for m in milestones])
+        domain.check_sequence(phases, consecutive=False)
+        if plan.parent_plan_id:
+            domain.check_within_parent(phases, phases_of(session, plan.parent_plan_id), consolidation_days)
+        store_phases(session, plan_id, phases)
+    phases = phases_of(session, plan_id)
+    if amend.title:
+        plan.title = amend.title
+    if amend.indicators is not None:
+        plan.indicators = [indicator.model_dump(mode="json") for indicator in amend.indicators]
+    if amend.deadlines is not None:
+        plan.deadlines = [rule.model_dump(mode="json") for rule in amend.deadlines]
+    if amend.award_quota is not None:
+        plan.award_quota = amend.award_quota.model_dump()
+    plan.version += 1
+    plan.status = "amended"
+    session.add(plan)
+    session.add(
+        Amendment(
+            plan_id=plan_id, version=plan.version, changed=changed, reason=amend.reason, at=uow.clock.now()
+        )
+    )
+    event = PlanAmended(
+        plan_id=plan_id,
+        version=plan.version,
+        changed=changed,
+        reason=amend.reason,
+        title=plan.title,
+        phases=phases,
+        indicators=[Indicator.model_validate(item) for item in plan.indicators],
+        deadlines=[DeadlineRule.model_validate(rule) for rule in plan.deadlines],
+        award_quota=AwardQuota.model_validate(plan.award_quota) if plan.award_quota else None,
+    )
+    uow.publish(event, unit=plan.issuer_unit_id, correlation_id=plan.campaign_id)
+    return event
+
+
+def revoke_plan(uow: UnitOfWork, plan_id: str, reason: str, cause: Envelope | None = None) -> None:
+    """Revoke a plan; the plans implementing it are revoked in turn (by the consumer)."""
+    plan = uow.session.get(Plan, plan_id)
+    if plan is None or plan.received or plan.status == "revoked":
+        return
+    plan.status = "revoked"
+    uow.session.add(plan)
+    uow.publish(
+        PlanRevoked(plan_id=plan_id, reason=reason),
+        unit=plan.issuer_unit_id,
+        correlation_id=plan.campaign_id,
+        causation=cause,
+    )
+
+
+def close_plan(uow: UnitOfWork, plan_id: str) -> None:
+    plan = live_plan(uow.session, plan_id)
+    plan.status = "closed"
+    uow.session.add(plan)
+    uow.publish(PlanClosed(plan_id=plan_id), unit=plan.issuer_unit_id, correlation_id=plan.campaign_id)
+
+
+# ------------------------------------------------------------------ drafts
+
+
+class SaveDraft(BaseModel):
+    """A draft plan: the body of an IssuePlan as it stands, complete or not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit_id: str
+    body: dict[str, Any]
+    source: str = Field(default="", max_length=300)
+
+
+def draft_problems(error: ValidationError) -> list[FieldError]:
+    """A draft that does not even have the shape of a plan: each problem as a field error."""
+    found = []
+    for item in error.errors():
+        plain = plain_error(dict(item))
+        found.append(FieldError(plain["field"], plain["value"], plain["message"]))
+    return found
+
+
+def check_draft(
+    db: Database, draft: PlanDraft, consolidation_days: int
+) -> tuple[list[FieldError], list[dict[str, str]]]:
+    """What issuing the draft would say: the problems that stop it, or the warnings it would carry.
+    Nothing is kept."""
+    try:
+        command = IssuePlan.model_validate(draft.body)
+    except ValidationError as error:
+        return draft_problems(error), []
+    with db.rehearsal() as uow:
+        try:
+            issued = issue_plan(uow, command, consolidation_days=consolidation_days)
+        except FieldError as error:
+            return [error], []
+    return [], issued.warnings
+
+
+def build_handlers(ctx: ServiceContext) -> EventHandlers:
+    handlers = EventHandlers()
+
+    @handlers.on(PlanIssued)
+    def cascade(uow: UnitOfWork, envelope: Envelope) -> None:
+        plan = envelope.data
+        assert isinstance(plan, PlanIssued)
+        if not receive_plan(uow, plan):
+            return  # a plan of another stack's subtree: none of its units are registered here
+        if not plan.auto_derive:
+            return
+        for target in plan.targets:
+            if target.level != Level.grassroots:
+                try:
+                    derive_and_issue(uow, plan.plan_id, target.unit_id, ctx.settings, envelope)
+                except FieldError as error:
+                    reason = f"{target.unit_id} cannot cascade it: {error}"
+                    raise EventRejected("rule_violation", reason) from error
+
+    @handlers.on(PlanRescheduled)
+    def on_rescheduled(uow: UnitOfWork, envelope: Envelope) -> None:
+        assert isinstance(envelope.data, PlanRescheduled)
+        try:
+            follow_reschedule(uow, envelope.data, ctx.settings)
+        except FieldError as error:
+            raise EventRejected("rule_violation", str(error)) from error
+
+    @handlers.on(PlanRevoked)
+    def on_revoked(uow: UnitOfWork, envelope: Envelope) -> None:
+        revoked = envelope.data
+        assert isinstance(revoked, PlanRevoked)
+        reason = f"the plan it implements was revoked: {revoked.reason}"
+        for child in uow.session.exec(select(Plan.id).where(Plan.parent_plan_id == revoked.plan_id)).all():
+            revoke_plan(uow, child, reason, cause=envelope)
+
+    @handlers.on(PlanAcknowledged)
+    def record_acknowledgement(uow: UnitOfWork, envelope: Envelope) -> None:
+        ack = envelope.data
+        assert isinstance(ack, PlanAcknowledged)
+        if envelope.unit != ack.unit_id:
+            raise EventRejected("rule_violation", f"unit {envelope.unit} acknowledged for {ack.unit_id}")
+        if uow.session.get(Plan, ack.plan_id) is None:
+            return  # a plan of another stack's subtree
+        try:
+            acknowledge(uow, ack.plan_id, ack.unit_id, causation=envelope)
+        except FieldError as error:
+            raise EventRejected("rule_violation", str(error)) from error
+
+    return handlers
+
+
+def run_phase_scheduler(ctx: ServiceContext) -> int:
+    """Emit PhaseOpened / PhaseClosed for phases whose day has come, exactly once each.
+
+    The conditional update (`… WHERE opened_at IS NULL`) is the guard: with several instances, or after
+    downtime, each phase event is written by exactly one transaction, together with its outbox row.
+    """
+    today = ctx.clock.today()
+    with ctx.db.reading() as session:
+        candidates = session.exec(
+            select(PlanPhase)
+            .join(Plan, col(Plan.id) == col(PlanPhase.plan_id))
+            .where(col(Plan.received).is_(False))  # the issuing registry schedules a plan's phases
+            .where(col(Plan.status).in_(LIVE))
+            .where(
+                sa.or_(
+                    sa.and_(col(PlanPhase.opened_at).is_(None), col(PlanPhase.start) <= today),
+                    sa.and_(col(PlanPhase.closed_at).is_(None), col(PlanPhase.end) < today),
+                )
+            )
+        ).all()
+    emitted = 0
+    lag = 0.0
+    due_on = {(p.plan_id, p.seq): (p.start, (p.end or p.start) + timedelta(days=1)) for p in candidates}
+    for moment in domain.phase_events_due(candidates, today):
+        with ctx.db.transaction() as uow:
+            column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
+            now = uow.clock.now()
+            claimed = uow.session.execute(
+                sa.update(PlanPhase)
+                .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
+                .where(col(column).is_(None))
+                .values({column.key: now})  # type: ignore[union-attr]
+            ).rowcount  # type: ignore[attr-defined]
+            if not claimed:
+                continue
+            plan = uow.session.get(Plan, moment.plan_id)
+            assert plan is not None
+            event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
+            uow.publish(
+                event_type(plan_id=plan.id, phase_seq=moment.seq, at=now),
+                unit=plan.issuer_unit_id,
+                correlation_id=plan.campaign_id,
+            )
+            emitted += 1
+            opens, closes = due_on[(moment.plan_id, moment.seq)]
+            lag = max(lag, (now - local_midnight(opens if moment.kind == "open" else closes)).total_seconds())
+    ctx.metrics.scheduler_lag.labels(ctx.name).set(lag)
+    return emitted

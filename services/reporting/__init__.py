@@ -1,0 +1,1 @@
+"""Reporting service: reports, timeliness, completeness and exact aggregation up the federation."""

@@ -1,0 +1,795 @@
+"""Event handlers, commands and periodic steps of the reporting service."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.reporting import domain
+from services.reporting.models import (
+    Aggregate,
+    Consolidation,
+    DeadlineCheck,
+    PlanRecipient,
+    PlanView,
+    ReportingUnit,
+    ReportTarget,
+    ReportVersion,
+    Review,
+    UnitContribution,
+    UnitParent,
+)
+from shared.clock import LOCAL_TZ, local_midnight
+from shared.consumer import EventHandlers, Record
+from shared.errors import EventRejected, FieldError
+from shared.events import (
+    Envelope,
+    Indicator,
+    Level,
+    OrgUnitMoved,
+    OrgUnitRegistered,
+    PlanAmended,
+    PlanIssued,
+    PlanRescheduled,
+    PlanRevoked,
+    ReportAccepted,
+    ReportApproved,
+    ReportConsolidated,
+    ReportOverdue,
+    ReportReturned,
+    ReportSubmitted,
+)
+from shared.metrics import Metrics
+from shared.service import ServiceContext
+from shared.storage import UnitOfWork, utc
+
+ReportKey = tuple[str, int, str]  # plan, phase, unit
+AggregateKey = tuple[str, int, str]  # campaign, phase, unit
+REVIEW_EVENTS = {"approve": ReportApproved, "return": ReportReturned, "accept": ReportAccepted}
+
+
+def phase_of(plan: PlanView, phase_seq: int) -> dict[str, Any] | None:
+    return next((phase for phase in plan.phases if phase["seq"] == phase_seq), None)
+
+
+def due_of(plan: PlanView, phase_seq: int) -> date | None:
+    """The phase's report deadline; None for no such phase, or one that ends at an undated milestone."""
+    phase = phase_of(plan, phase_seq)
+    return date.fromisoformat(phase["report_due"]) if phase and phase.get("report_due") else None
+
+
+def indicators_of(plan: PlanView) -> list[Indicator]:
+    return [Indicator.model_validate(item) for item in plan.indicators]
+
+
+def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
+    keys: set[ReportKey] = uow.batch.setdefault("reporting.dirty", set())
+    return keys
+
+
+# ------------------------------------------------------------------ who reports where
+
+
+def parent_on(session: Session, unit_id: str, day: date) -> str | None:
+    """The unit's parent on a day, as far as reporting has heard (None when it has not)."""
+    row = session.exec(
+        select(UnitParent)
+        .where(UnitParent.unit_id == unit_id, col(UnitParent.valid_from) <= day)
+        .order_by(col(UnitParent.valid_from).desc())
+    ).first()
+    return row.parent_id if row else None
+
+
+def retarget(uow: UnitOfWork, units: set[str]) -> None:
+    """Decide, for each unit and phase, which plan of its cascade level it reports on: the plan of its
+    parent when the phase starts, or else the plan it was sent. Changed targets are refreshed."""
+    session = uow.session
+    for unit_id in sorted(units):
+        sent_on = session.exec(select(PlanRecipient.plan_id).where(PlanRecipient.unit_id == unit_id)).all()
+        wanted: set[ReportKey] = set()
+        siblings_seen: set[str] = set()
+        for plan_id in sent_on:
+            plan = session.get(PlanView, plan_id)
+            if plan is None:
+                continue
+            siblings = session.exec(
+                select(PlanView).where(
+                    PlanView.campaign_id == plan.campaign_id, PlanView.parent_plan_id == plan.parent_plan_id
+                )
+            ).all()
+            by_issuer = {sibling.issuer_unit_id: sibling for sibling in siblings if not sibling.revoked}
+            siblings_seen.update(by_issuer[issuer].plan_id for issuer in by_issuer)
+            for phase in plan.phases:
+                parent = parent_on(session, unit_id, date.fromisoformat(phase["start"]))
+                host = by_issuer.get(parent or "") or (None if plan.revoked else plan)
+                if host is not None:
+                    wanted.add((host.plan_id, phase["seq"], unit_id))
+        current = {
+            (t.plan_id, t.phase_seq, t.unit_id)
+            for t in session.exec(
+                select(ReportTarget).where(
+                    ReportTarget.unit_id == unit_id, col(ReportTarget.plan_id).in_(siblings_seen)
+                )
+            )
+        }
+        for plan_id, phase_seq, _ in current - wanted:
+            target = session.get(ReportTarget, (plan_id, phase_seq, unit_id))
+            session.delete(target)
+        for plan_id, phase_seq, _ in wanted - current:
+            session.add(ReportTarget(plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id))
+        session.flush()
+        dirty_keys(uow).update(current ^ wanted)
+
+
+def record_unit(uow: UnitOfWork, envelope: Envelope) -> None:
+    event = envelope.data
+    assert isinstance(event, OrgUnitRegistered)
+    unit = event.unit
+    session = uow.session
+    row = session.get(ReportingUnit, unit.id) or ReportingUnit(
+        unit_id=unit.id, name=unit.name, level=unit.level
+    )
+    row.name, row.level = unit.name, unit.level.value
+    session.add(row)
+    if session.get(UnitParent, (unit.id, unit.valid_from)) is None:
+        session.add(UnitParent(unit_id=unit.id, valid_from=unit.valid_from, parent_id=unit.parent_id))
+        session.flush()
+        retarget(uow, {unit.id})
+
+
+def record_move(uow: UnitOfWork, envelope: Envelope) -> None:
+    """A unit moved: phases starting from the move on are reported to the new parent's plan."""
+    move = envelope.data
+    assert isinstance(move, OrgUnitMoved)
+    session = uow.session
+    row = session.get(UnitParent, (move.unit_id, move.effective_on))
+    if row is None:
+        session.add(
+            UnitParent(unit_id=move.unit_id, valid_from=move.effective_on, parent_id=move.new_parent_id)
+        )
+    else:
+        row.parent_id = move.new_parent_id
+        session.add(row)
+    session.flush()
+    retarget(uow, {move.unit_id})
+
+
+def record_plan(uow: UnitOfWork, plan: PlanIssued) -> None:
+    """Learn a plan: its grassroots recipients, and the units of its cascade level now reporting on it."""
+    session = uow.session
+    if session.get(PlanView, plan.plan_id) is not None:
+        return
+    chain = [ref.issuer_unit_id for ref in plan.lineage] + [plan.issuer_unit_id]
+    session.add(
+        PlanView(
+            plan_id=plan.plan_id,
+            campaign_id=plan.campaign_id,
+            parent_plan_id=plan.parent_plan_id,
+            issuer_unit_id=plan.issuer_unit_id,
+            number=plan.number,
+            title=plan.title,
+            report_after_phase_end=plan.report_after_phase_end,
+            chain=chain,
+            phases=[phase.model_dump(mode="json") for phase in plan.phases],
+            indicators=[indicator.model_dump(mode="json") for indicator in plan.indicators],
+        )
+    )
+    recipients = {target.unit_id for target in plan.targets if target.level == Level.grassroots}
+    for unit_id in sorted(recipients):
+        session.add(PlanRecipient(plan_id=plan.plan_id, unit_id=unit_id))
+    session.flush()
+    siblings = session.exec(
+        select(PlanView.plan_id).where(
+            PlanView.campaign_id == plan.campaign_id, PlanView.parent_plan_id == plan.parent_plan_id
+        )
+    ).all()
+    level_units = set(
+        session.exec(select(PlanRecipient.unit_id).where(col(PlanRecipient.plan_id).in_(siblings))).all()
+    )
+    retarget(uow, level_units)
+    # Reports that arrived before their plan now count.
+    pending = session.exec(
+        select(ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.unit_id)
+        .where(ReportVersion.plan_id == plan.plan_id)
+        .distinct()
+    ).all()
+    dirty_keys(uow).update((p, s, u) for p, s, u in pending)
+
+
+def replan(uow: UnitOfWork, event: PlanRescheduled | PlanAmended) -> None:
+    """A plan's phases (and, amended, its indicators and title) changed: reports are timed again
+    against the new deadlines, and units placed again by the new phase starts."""
+    session = uow.session
+    plan = session.get(PlanView, event.plan_id)
+    if plan is None:
+        return
+    plan.phases = [phase.model_dump(mode="json") for phase in event.phases]
+    if isinstance(event, PlanAmended):
+        plan.indicators = [indicator.model_dump(mode="json") for indicator in event.indicators]
+        plan.title = event.title
+    session.add(plan)
+    session.flush()
+    units = set(
+        session.exec(select(PlanRecipient.unit_id).where(PlanRecipient.plan_id == plan.plan_id)).all()
+    )
+    retarget(uow, units)
+    targets = session.exec(select(ReportTarget).where(ReportTarget.plan_id == plan.plan_id)).all()
+    dirty_keys(uow).update((t.plan_id, t.phase_seq, t.unit_id) for t in targets)
+
+
+def revoke(uow: UnitOfWork, plan_id: str) -> None:
+    """A revoked plan expects nothing more: its units' expected reports and figures leave every
+    aggregate above, exactly; the reports themselves are kept."""
+    session = uow.session
+    plan = session.get(PlanView, plan_id)
+    if plan is None or plan.revoked:
+        return
+    plan.revoked = True
+    session.add(plan)
+    for target in session.exec(select(ReportTarget).where(ReportTarget.plan_id == plan_id)).all():
+        dirty_keys(uow).add((target.plan_id, target.phase_seq, target.unit_id))
+        session.delete(target)
+    session.flush()
+
+
+# ------------------------------------------------------------------ reports
+
+
+def lock_reason(session: Session, plan: PlanView, phase_seq: int, unit_id: str) -> str | None:
+    """Why a unit's report may not change now: approved, or consolidated above and accepted."""
+    review = session.get(Review, (plan.plan_id, phase_seq, unit_id))
+    if review and review.state in domain.LOCKED:
+        return f"{review.state} by {review.by_unit_id}; ask them to return it for correction first"
+    if plan.parent_plan_id:
+        above = session.get(Review, (plan.parent_plan_id, phase_seq, plan.issuer_unit_id))
+        if above and above.state == "accepted":
+            return f"consolidated by {plan.issuer_unit_id} and accepted by {above.by_unit_id}"
+    return None
+
+
+def report_problems(session: Session, plan: PlanView, report: ReportSubmitted) -> list[FieldError]:
+    """Why a report cannot count for its plan (empty when it can)."""
+    if plan.revoked:
+        return [FieldError("plan_id", plan.plan_id, "a plan in force (this one was revoked)")]
+    phase = phase_of(plan, report.phase_seq)
+    if phase is None:
+        return [FieldError("phase_seq", report.phase_seq, f"a phase of plan {plan.plan_id}")]
+    if not phase.get("end"):
+        return [
+            FieldError(
+                "phase_seq",
+                report.phase_seq,
+                f"a phase with its end set: phase {report.phase_seq} ends at a milestone not yet dated",
+            )
+        ]
+    if session.get(ReportTarget, (plan.plan_id, report.phase_seq, report.unit_id)) is None:
+        return [
+            FieldError("unit_id", report.unit_id, f"a unit reporting on plan {plan.plan_id} in this phase")
+        ]
+    end = date.fromisoformat(phase["end"])
+    if plan.report_after_phase_end and report.submitted_at.astimezone(LOCAL_TZ).date() <= end:
+        return [FieldError("phase_seq", report.phase_seq, f"a phase that has ended: this one ends on {end}")]
+    locked = lock_reason(session, plan, report.phase_seq, report.unit_id)
+    if locked:
+        return [
+            FieldError("unit_id", report.unit_id, f"a report that is open for correction: it was {locked}")
+        ]
+    return domain.check_values(indicators_of(plan), report.values)
+
+
+def keep_version(uow: UnitOfWork, report: ReportSubmitted) -> None:
+    """Keep a report version (once), mark it submitted, and note its unit for the end-of-batch refresh."""
+    session = uow.session
+    if session.get(ReportVersion, report.report_id) is None:
+        session.add(
+            ReportVersion(
+                report_id=report.report_id,
+                plan_id=report.plan_id,
+                phase_seq=report.phase_seq,
+                unit_id=report.unit_id,
+                values=dict(report.values),
+                narrative=report.narrative,
+                submitted_at=report.submitted_at,
+                received_at=uow.clock.now(),
+            )
+        )
+        set_review(session, report.plan_id, report.phase_seq, report.unit_id, "submitted", uow.clock.now())
+    dirty_keys(uow).add((report.plan_id, report.phase_seq, report.unit_id))
+
+
+def set_review(
+    session: Session,
+    plan_id: str,
+    phase_seq: int,
+    unit_id: str,
+    state: str,
+    at: Any,
+    by: str | None = None,
+    reason: str = "",
+) -> None:
+    row = session.get(Review, (plan_id, phase_seq, unit_id)) or Review(
+        plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id, state=state, at=at
+    )
+    row.state, row.at, row.by_unit_id, row.reason = state, at, by, reason
+    session.add(row)
+
+
+def record_report(uow: UnitOfWork, envelope: Envelope) -> None:
+    """A report from any producer: checked against its plan (when known), kept, counted at batch end.
+
+    Reports submitted through this service's API are already kept (in the transaction that published
+    them, so a deadline check never misses a report in flight); here they are only counted.
+    """
+    report = envelope.data
+    assert isinstance(report, ReportSubmitted)
+    if envelope.unit != report.unit_id:
+        raise EventRejected("rule_violation", f"unit {envelope.unit} submitted a report for {report.unit_id}")
+    plan = uow.session.get(PlanView, report.plan_id)
+    if plan is not None and uow.session.get(ReportVersion, report.report_id) is None:
+        problems = report_problems(uow.session, plan, report)
+        if problems:
+            raise EventRejected("rule_violation", "; ".join(str(problem) for problem in problems))
+    keep_version(uow, report)
+
+
+def record_rejection(uow: UnitOfWork, record: Record, rejection: EventRejected) -> None:
+    """Keep a refused report with its reasons, so the unit can see why (GET /reporting/rejections)."""
+    from services.reporting.models import Rejection
+
+    if record.headers.get("ce_type") != ReportSubmitted.type_name():
+        return
+    try:
+        report = ReportSubmitted.model_validate_json(record.value or b"")
+        plan_id, phase_seq, unit_id, report_id = (
+            report.plan_id,
+            report.phase_seq,
+            report.unit_id,
+            report.report_id,
+        )
+    except ValueError:
+        plan_id, phase_seq, unit_id, report_id = None, None, record.headers.get("ce_unit"), record.event_id
+    if uow.session.get(Rejection, report_id) is None:
+        uow.session.add(
+            Rejection(
+                report_id=report_id,
+                plan_id=plan_id,
+                phase_seq=phase_seq,
+                unit_id=unit_id,
+                reasons=str(rejection),
+                at=uow.clock.now(),
+            )
+        )
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+class Totals:
+    """Changes to aggregates, summed in memory, then written in one pass in key order (no deadlocks)."""
+
+    def __init__(self) -> None:
+        self.changes: dict[AggregateKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.parents: dict[AggregateKey, str | None] = {}
+
+    def add(self, campaign_id: str, phase_seq: int, chain: list[str], delta: dict[str, int]) -> None:
+        for depth, unit_id in enumerate(chain):
+            key = (campaign_id, phase_seq, unit_id)
+            self.parents[key] = chain[depth - 1] if depth else None
+            for name, change in delta.items():
+                self.changes[key][name] += change
+
+    def apply(self, session: Session) -> list[AggregateKey]:
+        changed = sorted(self.changes)
+        for key in changed:
+            row = session.get(Aggregate, key, with_for_update=True)
+            if row is None:
+                row = Aggregate(
+                    campaign_id=key[0], phase_seq=key[1], unit_id=key[2], parent_unit_id=self.parents[key]
+                )
+            figures = dict(row.figures)
+            for name, change in self.changes[key].items():
+                if name.startswith("figures."):
+                    code = name.removeprefix("figures.")
+                    figures[code] = figures.get(code, 0) + change
+                else:
+                    setattr(row, name, getattr(row, name) + change)
+            row.figures = figures
+            session.add(row)
+        self.changes.clear()
+        return changed
+
+
+def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metrics | None = None) -> None:
+    """Recompute the contribution of every unit whose reports or targets changed, and move the
+    aggregates by the difference. Reports whose plan is not known yet wait for it."""
+    session = uow.session
+    plans: dict[str, PlanView | None] = {}
+    totals = Totals()
+    for plan_id, phase_seq, unit_id in sorted(keys):
+        if plan_id not in plans:
+            plans[plan_id] = session.get(PlanView, plan_id)
+        plan = plans[plan_id]
+        if plan is None or phase_of(plan, phase_seq) is None:
+            continue
+        due = due_of(plan, phase_seq) or date.max  # an undated phase has no reports yet, only expectations
+        versions = [
+            domain.Version(v.report_id, v.submitted_at, v.values)
+            for v in session.exec(
+                select(ReportVersion).where(
+                    ReportVersion.plan_id == plan_id,
+                    ReportVersion.phase_seq == phase_seq,
+                    ReportVersion.unit_id == unit_id,
+                )
+            )
+        ]
+        expected = session.get(ReportTarget, (plan_id, phase_seq, unit_id)) is not None
+        stored = session.get(UnitContribution, (plan_id, phase_seq, unit_id))
+        if stored is None:
+            stored = UnitContribution(plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id)
+        old = domain.Contribution.from_dict(stored.applied)
+        new = domain.contribution(versions, due, stored.overdue, indicators_of(plan), expected)
+        delta = domain.difference(new, old)
+        if not delta:
+            continue
+        totals.add(plan.campaign_id, phase_seq, plan.chain, delta)
+        stored.applied = new.as_dict()
+        session.add(stored)
+        if metrics is not None and new.received and not old.received:
+            metrics.reports_received.labels("on_time" if new.on_time else "late").inc()
+    changed = totals.apply(session)
+    keys.clear()
+    consolidate_complete(uow, changed)
+
+
+# ------------------------------------------------------------------ review and consolidation
+
+
+def review(
+    uow: UnitOfWork, plan_id: str, phase_seq: int, unit_id: str, action: str, by: str, reason: str
+) -> None:
+    """The level above approves, returns (with a reason) or accepts a report sent to it."""
+    session = uow.session
+    plan = session.get(PlanView, plan_id)
+    if plan is None:
+        raise FieldError("plan_id", plan_id, "a plan known to reporting")
+    if by != plan.issuer_unit_id:
+        raise FieldError("by_unit_id", by, f"{plan.issuer_unit_id}, the unit that issued the plan")
+    if action == "return" and not reason.strip():
+        raise FieldError("reason", reason, "why the report goes back, for the unit to correct it")
+    current = session.get(Review, (plan_id, phase_seq, unit_id))
+    consolidated = session.get(Consolidation, (plan_id, phase_seq, unit_id)) is not None
+    problem = domain.review_error(action, current.state if current else None, consolidated)
+    if problem:
+        raise FieldError("action", action, problem)
+    now = uow.clock.now()
+    set_review(session, plan_id, phase_seq, unit_id, domain.REVIEW_STATE[action], now, by, reason.strip())
+    event_type = REVIEW_EVENTS[action]
+    fields: dict[str, Any] = {
+        "plan_id": plan_id,
+        "phase_seq": phase_seq,
+        "unit_id": unit_id,
+        "by_unit_id": by,
+    }
+    if action == "return":
+        fields["reason"] = reason.strip()
+    uow.publish(event_type(**fields), unit=by, correlation_id=plan.campaign_id)
+
+
+def consolidate(uow: UnitOfWork, plan: PlanView, phase_seq: int, automatic: bool) -> Consolidation:
+    """The issuer of `plan` sends the consolidated report of its subtree up, on the plan it received."""
+    session = uow.session
+    if plan.parent_plan_id is None:
+        raise FieldError("plan_id", plan.plan_id, "a plan implementing one from the level above")
+    above = session.get(PlanView, plan.parent_plan_id)
+    locked = lock_reason(session, above, phase_seq, plan.issuer_unit_id) if above else None
+    if locked:
+        raise FieldError(
+            "plan_id", plan.plan_id, f"a consolidated report open for correction: it was {locked}"
+        )
+    aggregate = session.get(Aggregate, (plan.campaign_id, phase_seq, plan.issuer_unit_id))
+    counts = {name: getattr(aggregate, name) if aggregate else 0 for name in domain.COUNTERS}
+    figures = dict(aggregate.figures) if aggregate else {}
+    key = (plan.parent_plan_id, phase_seq, plan.issuer_unit_id)
+    row = session.get(Consolidation, key)
+    now = uow.clock.now()
+    if row is None:
+        row = Consolidation(
+            plan_id=key[0], phase_seq=phase_seq, unit_id=key[2], counts=counts, figures=figures, at=now
+        )
+    else:
+        row.version += 1
+    row.counts, row.figures, row.automatic, row.at = counts, figures, automatic, now
+    session.add(row)
+    set_review(session, *key, "submitted", now)
+    uow.publish(
+        ReportConsolidated(
+            plan_id=key[0],
+            phase_seq=phase_seq,
+            unit_id=key[2],
+            expected=counts["expected"],
+            received=counts["received"],
+            on_time=counts["on_time"],
+            late=counts["late"],
+            values={code: float(value) for code, value in figures.items()},
+        ),
+        unit=key[2],
+        correlation_id=plan.campaign_id,
+    )
+    return row
+
+
+def consolidate_complete(uow: UnitOfWork, changed: list[AggregateKey]) -> None:
+    """Consolidate automatically for every unit whose subtree has just become complete (or, complete
+    already, changed): every expected report in, and nothing locked above."""
+    session = uow.session
+    for campaign_id, phase_seq, unit_id in changed:
+        aggregate = session.get(Aggregate, (campaign_id, phase_seq, unit_id))
+        if aggregate is None or not aggregate.expected or aggregate.received != aggregate.expected:
+            continue
+        plan = session.exec(
+            select(PlanView).where(PlanView.campaign_id == campaign_id, PlanView.issuer_unit_id == unit_id)
+        ).first()
+        if plan is None or plan.parent_plan_id is None:
+            continue
+        sent = session.get(Consolidation, (plan.parent_plan_id, phase_seq, unit_id))
+        current = {name: getattr(aggregate, name) for name in domain.COUNTERS}
+        if sent and sent.counts == current and sent.figures == aggregate.figures:
+            continue
+        above = session.get(PlanView, plan.parent_plan_id)
+        if above and lock_reason(session, above, phase_seq, unit_id):
+            continue
+        consolidate(uow, plan, phase_seq, automatic=True)
+
+
+# ------------------------------------------------------------------ consumer
+
+
+def build_handlers(ctx: ServiceContext) -> EventHandlers:
+    handlers = EventHandlers()
+    handlers.on(OrgUnitRegistered)(record_unit)
+    handlers.on(OrgUnitMoved)(record_move)
+    handlers.on(ReportSubmitted)(record_report)
+    handlers.on_rejected(record_rejection)
+
+    @handlers.on(PlanIssued)
+    def on_plan_issued(uow: UnitOfWork, envelope: Envelope) -> None:
+        assert isinstance(envelope.data, PlanIssued)
+        record_plan(uow, envelope.data)
+
+    @handlers.on(PlanRescheduled, PlanAmended)
+    def on_replanned(uow: UnitOfWork, envelope: Envelope) -> None:
+        replan(uow, envelope.data)  # type: ignore[arg-type]
+
+    @handlers.on(PlanRevoked)
+    def on_revoked(uow: UnitOfWork, envelope: Envelope) -> None:
+        revoked = envelope.data
+        assert isinstance(revoked, PlanRevoked)
+        revoke(uow, revoked.plan_id)
+
+    @handlers.after_batch
+    def refresh(uow: UnitOfWork) -> None:
+        keys = dirty_keys(uow)
+        if keys:
+            refresh_contributions(uow, keys, ctx.metrics)
+
+    return handlers
+
+
+# ------------------------------------------------------------------ periodic steps
+
+
+def run_deadline_check(ctx: ServiceContext) -> int:
+    """When a phase's report deadline has passed, mark the units that did not report as missing and
+    send ReportOverdue for each — once, whatever the number of instances.
+
+    The check waits a grace period after the due day ends, so reports sent by other producers just
+    before midnight are in before it runs; they count as on time either way.
+    """
+    grace = timedelta(hours=ctx.settings.deadline_grace_hours)
+    today = (ctx.clock.now() - grace).astimezone(LOCAL_TZ).date()
+    with ctx.db.reading() as session:
+        checked = {(c.plan_id, c.phase_seq) for c in session.exec(select(DeadlineCheck))}
+        due: list[tuple[str, int, date]] = []
+        for plan in session.exec(select(PlanView)):
+            for phase in plan.phases:
+                if plan.revoked or not phase.get("report_due"):
+                    continue
+                day = date.fromisoformat(phase["report_due"])
+                if (plan.plan_id, phase["seq"]) not in checked and day < today:
+                    due.append((plan.plan_id, phase["seq"], day))
+    overdue = 0
+    lag = 0.0
+    for plan_id, phase_seq, due_day in due:
+        try:
+            with ctx.db.transaction() as uow:
+                overdue += _mark_missing(uow, plan_id, phase_seq, ctx.metrics)
+        except sa.exc.IntegrityError:
+            continue  # another instance checked this deadline first
+        checked_from = local_midnight(due_day + timedelta(days=1)) + grace
+        lag = max(lag, (ctx.clock.now() - checked_from).total_seconds())
+    ctx.metrics.scheduler_lag.labels(ctx.name).set(lag)
+    return overdue
+
+
+def _mark_missing(uow: UnitOfWork, plan_id: str, phase_seq: int, metrics: Metrics) -> int:
+    session = uow.session
+    session.add(DeadlineCheck(plan_id=plan_id, phase_seq=phase_seq, checked_at=uow.clock.now()))
+    session.flush()
+    plan = session.get(PlanView, plan_id)
+    assert plan is not None
+    reported = set(
+        session.exec(
+            select(ReportVersion.unit_id).where(
+                ReportVersion.plan_id == plan_id, ReportVersion.phase_seq == phase_seq
+            )
+        )
+    )
+    targets = session.exec(
+        select(ReportTarget.unit_id).where(
+            ReportTarget.plan_id == plan_id, ReportTarget.phase_seq == phase_seq
+        )
+    ).all()
+    due = due_of(plan, phase_seq)
+    assert due is not None
+    keys: set[ReportKey] = set()
+    for unit_id in sorted(set(targets) - reported):
+        row = session.get(UnitContribution, (plan_id, phase_seq, unit_id)) or UnitContribution(
+            plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id
+        )
+        row.overdue = True
+        session.add(row)
+        keys.add((plan_id, phase_seq, unit_id))
+        uow.publish(
+            ReportOverdue(
+                plan_id=plan_id,
+                phase_seq=phase_seq,
+                unit_id=unit_id,
+                parent_unit_id=plan.issuer_unit_id,
+                due_on=due,
+            ),
+            unit=plan.issuer_unit_id,
+            correlation_id=plan.campaign_id,
+        )
+    session.flush()
+    refresh_contributions(uow, keys, metrics)
+    return len(keys)
+
+
+def measure_completeness(ctx: ServiceContext) -> None:
+    """Completeness per level over the phases whose reporting window is open (started, deadline not
+    passed), and the time to the nearest deadline: what ops watch as a deadline nears."""
+    now, today = ctx.clock.now(), ctx.clock.today()
+    windows: dict[tuple[str, int], date] = {}
+    with ctx.db.reading() as session:
+        for plan in session.exec(select(PlanView)):
+            for phase in plan.phases:
+                if plan.revoked or not phase.get("report_due"):
+                    continue
+                start, due = date.fromisoformat(phase["start"]), date.fromisoformat(phase["report_due"])
+                if start <= today <= due:
+                    key = (plan.campaign_id, phase["seq"])
+                    windows[key] = min(windows.get(key, due), due)
+        levels = {unit.unit_id: unit.level for unit in session.exec(select(ReportingUnit))}
+        expected: dict[str, int] = defaultdict(int)
+        received: dict[str, int] = defaultdict(int)
+        for campaign_id, phase_seq in windows:
+            rows = select(Aggregate).where(
+                Aggregate.campaign_id == campaign_id, Aggregate.phase_seq == phase_seq
+            )
+            for row in session.exec(rows):
+                level = levels.get(row.unit_id)
+                if level:
+                    expected[level] += row.expected
+                    received[level] += row.received
+    for level in Level:
+        ctx.metrics.expected_reports.labels(level.value).set(expected[level.value])
+        ctx.metrics.received_reports.labels(level.value).set(received[level.value])
+        want = expected[level.value]
+        ctx.metrics.completeness_ratio.labels(level.value).set(received[level.value] / want if want else 1.0)
+    nearest = min(windows.values(), default=None)
+    ctx.metrics.seconds_to_deadline.set(
+        (local_midnight(nearest + timedelta(days=1)) - now).total_seconds() if nearest else float("inf")
+    )
+
+
+# ------------------------------------------------------------------ reading
+
+
+def completeness(session: Session, plan: PlanView, phase_seq: int, today: date) -> dict[str, Any]:
+    """The completeness table of a plan's phase: the issuer, the units below it, each with its figures
+    and where its report stands with the issuer."""
+    names = {u.unit_id: u for u in session.exec(select(ReportingUnit))}
+    reviews = {
+        r.unit_id: r
+        for r in session.exec(
+            select(Review).where(Review.plan_id == plan.plan_id, Review.phase_seq == phase_seq)
+        )
+    }
+
+    def describe(unit_id: str) -> dict[str, Any]:
+        unit = names.get(unit_id)
+        review_row = reviews.get(unit_id)
+        return {
+            "unit_id": unit_id,
+            "name": unit.name if unit else unit_id,
+            "level": unit.level if unit else None,
+            "review": review_row.state if review_row else None,
+            "review_reason": review_row.reason if review_row else "",
+        }
+
+    def row_of(aggregate: Aggregate) -> dict[str, Any]:
+        return {
+            **describe(aggregate.unit_id),
+            **{name: getattr(aggregate, name) for name in domain.COUNTERS},
+            "figures": dict(sorted(aggregate.figures.items())),
+        }
+
+    top = session.get(Aggregate, (plan.campaign_id, phase_seq, plan.issuer_unit_id))
+    children = session.exec(
+        select(Aggregate)
+        .where(Aggregate.campaign_id == plan.campaign_id, Aggregate.phase_seq == phase_seq)
+        .where(Aggregate.parent_unit_id == plan.issuer_unit_id)
+        .order_by(col(Aggregate.unit_id))
+    ).all()
+    due = due_of(plan, phase_seq)
+    units = [row_of(child) for child in children]
+    contributions = {
+        c.unit_id: c
+        for c in session.exec(
+            select(UnitContribution).where(
+                UnitContribution.plan_id == plan.plan_id, UnitContribution.phase_seq == phase_seq
+            )
+        )
+    }
+    targets = session.exec(
+        select(ReportTarget.unit_id)
+        .where(ReportTarget.plan_id == plan.plan_id, ReportTarget.phase_seq == phase_seq)
+        .order_by(col(ReportTarget.unit_id))
+    ).all()
+    first_sent = dict(
+        session.exec(
+            select(ReportVersion.unit_id, sa.func.min(ReportVersion.submitted_at))
+            .where(ReportVersion.plan_id == plan.plan_id, ReportVersion.phase_seq == phase_seq)
+            .group_by(col(ReportVersion.unit_id))
+        ).all()
+    )
+    for unit_id in targets:
+        stored = contributions.get(unit_id)
+        applied = domain.Contribution.from_dict(stored.applied if stored else None)
+        sent = utc(first_sent[unit_id]) if applied.received and unit_id in first_sent else None
+        units.append(
+            {
+                **describe(unit_id),
+                "status": domain.status_of(applied),
+                "submitted_at": sent.isoformat() if sent else None,
+                "days_late": domain.days_late(sent, due) if sent and due else 0,
+                "figures": applied.figures,
+            }
+        )
+    indicators = indicators_of(plan)
+    empty = {**describe(plan.issuer_unit_id), **dict.fromkeys(domain.COUNTERS, 0), "figures": {}}
+    return {
+        "plan_id": plan.plan_id,
+        "number": plan.number,
+        "title": plan.title,
+        "campaign_id": plan.campaign_id,
+        "phase_seq": phase_seq,
+        "report_due": due.isoformat() if due else None,
+        "deadline_passed": bool(due and due < today),
+        "total": row_of(top) if top else empty,
+        "units": units,
+        "indicators": [indicator.model_dump(mode="json") for indicator in indicators],
+        "rules": {
+            indicator.code: {
+                "count": "sum",
+                "ratio": "sum of numerators / sum of denominators",
+                "yes_no": "number of units answering yes",
+                "text": "not aggregated",
+            }[indicator.kind.value]
+            for indicator in indicators
+        },
+    }

@@ -1,0 +1,6 @@
+"""Alembic environment of the reporting service."""
+
+from services.reporting.models import TABLES
+from shared.migrations import run_env
+
+run_env(TABLES)

@@ -1,0 +1,264 @@
+"""Idempotent, batched consumers with dead letters.
+
+A service registers a handler per event type. Its consumer takes batches from Kafka and, in one
+database transaction per batch:
+- skips events its inbox already holds (a redelivery changes nothing, and is counted);
+- applies each new event in its own savepoint and records it in the inbox;
+- sends records that can never be processed (not an event, unknown type or schema version, a broken
+  rule, a handler that keeps failing on it) to `<topic>.dlq` through the outbox, with the reason;
+- runs the service's end-of-batch steps (set-based work such as aggregation), then commits.
+Offsets are committed only after that commit. A transient failure (the database away) rolls the
+batch back and retries it with backoff; one poison record never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlmodel import col
+
+from shared.errors import EventRejected
+from shared.events import Envelope, Event, from_kafka, header_map
+from shared.metrics import Metrics
+from shared.storage import Database, InboxRecord, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, Envelope], None]
+BatchStep = Callable[[UnitOfWork], None]
+RejectionStep = Callable[[UnitOfWork, "Record", EventRejected], None]
+
+# The database (or the network to it) is away: wait and try again, however long it takes.
+TRANSIENT_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+)
+# Any other error a handler raises is retried this many times, then the event goes to the DLQ.
+MAX_HANDLER_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Record:
+    """A Kafka record as the consumer sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, raw: Any) -> Record:
+        return cls(raw.topic, raw.partition, raw.offset, raw.key, raw.value, header_map(raw.headers))
+
+    @property
+    def event_id(self) -> str:
+        """The CloudEvents id, or a digest of the record for one that has none."""
+        if self.headers.get("ce_id"):
+            return self.headers["ce_id"][:200]
+        digest = hashlib.sha256((self.value or b"") + repr(sorted(self.headers.items())).encode())
+        return f"sha256:{digest.hexdigest()}"
+
+    @property
+    def stream(self) -> str:
+        return self.topic.rsplit(".", 1)[-1]
+
+
+class EventHandlers:
+    """What one service's consumer does with each type of event."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+        self.batch_steps: list[BatchStep] = []
+        self.rejection_steps: list[RejectionStep] = []
+
+    def on(self, *event_types: type[Event]) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            for event_type in event_types:
+                self.handlers[event_type.type_name()] = handler
+            return handler
+
+        return register
+
+    def after_batch(self, step: BatchStep) -> BatchStep:
+        self.batch_steps.append(step)
+        return step
+
+    def on_rejected(self, step: RejectionStep) -> RejectionStep:
+        """A service's own record of a refused event, written with its dead letter."""
+        self.rejection_steps.append(step)
+        return step
+
+    @property
+    def streams(self) -> list[str]:
+        from shared.events import EVENT_TYPES
+
+        return sorted({EVENT_TYPES[name].stream for name in self.handlers})
+
+
+class _RetryBatch(Exception):
+    """Roll the batch back and try again after a pause."""
+
+
+class BatchConsumer:
+    """Applies batches of records for one consumer group, exactly once in effect."""
+
+    def __init__(
+        self,
+        name: str,
+        db: Database,
+        handlers: EventHandlers,
+        metrics: Metrics,
+        retry_max_seconds: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.db = db
+        self.handlers = handlers
+        self.metrics = metrics
+        self.retry_max_seconds = retry_max_seconds
+        self.stopping = threading.Event()
+        self._attempts: dict[str, int] = {}
+        metrics.init_consumer(name, handlers.streams)
+
+    async def handle(self, records: list[Record]) -> None:
+        await anyio.to_thread.run_sync(self.process, records)
+
+    def process(self, records: list[Record]) -> None:
+        """Apply a batch; returns once it is committed. Raises only when the consumer is stopping."""
+        decoded: list[tuple[Record, Envelope | EventRejected]] = []
+        for record in records:
+            try:
+                decoded.append((record, from_kafka(record.value, record.headers)))
+            except EventRejected as rejection:
+                decoded.append((record, rejection))
+            except Exception as error:  # whatever a hostile record does, it must not jam the partition
+                decoded.append((record, EventRejected("invalid_payload", f"{type(error).__name__}: {error}")))
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                self._apply(decoded)
+                self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
+                self._attempts.clear()
+                return
+            except (_RetryBatch, *TRANSIENT_ERRORS) as error:
+                self.metrics.consumer_retries.labels(self.name).inc()
+                log.warning(
+                    "batch retried",
+                    extra={"consumer": self.name, "error": repr(error)[:300], "retry_in": delay},
+                )
+                if self.stopping.wait(delay):
+                    raise RuntimeError(f"consumer {self.name} stopping with a batch not applied") from error
+                delay = min(delay * 2, self.retry_max_seconds)
+
+    def _apply(self, decoded: list[tuple[Record, Envelope | EventRejected]]) -> None:
+        with self.db.transaction() as uow:
+            ids = [record.event_id for record, _ in decoded]
+            seen = self._already_processed(uow, ids)
+            for record, item in decoded:
+                event_id = record.event_id
+                if event_id in seen:
+                    self.metrics.inbox_duplicates.labels(self.name).inc()
+                    continue
+                seen.add(event_id)
+                if isinstance(item, EventRejected):
+                    self._dead_letter(uow, record, item)
+                    continue
+                handler = self.handlers.handlers.get(item.type)
+                if handler is None:
+                    continue  # an event of that stream this service has no use for
+                self._apply_one(uow, record, item, handler)
+            for step in self.handlers.batch_steps:
+                step(uow)
+
+    def _apply_one(self, uow: UnitOfWork, record: Record, envelope: Envelope, handler: Handler) -> None:
+        session = uow.session
+        try:
+            with session.begin_nested():
+                handler(uow, envelope)
+                session.add(self._inbox(uow, envelope.id, "processed"))
+            self.metrics.events_processed.labels(self.name, envelope.type).inc()
+            log.debug(
+                "event applied",
+                extra={
+                    "consumer": self.name,
+                    "event_id": envelope.id,
+                    "correlation_id": envelope.correlation_id,
+                },
+            )
+        except EventRejected as rejection:
+            self._dead_letter(uow, record, rejection)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as error:
+            attempts = self._attempts.get(envelope.id, 0) + 1
+            self._attempts[envelope.id] = attempts
+            log.exception(
+                "handler failed",
+                extra={
+                    "consumer": self.name,
+                    "event_id": envelope.id,
+                    "correlation_id": envelope.correlation_id,
+                    "attempt": attempts,
+                },
+            )
+            if attempts < MAX_HANDLER_ATTEMPTS:
+                raise _RetryBatch(repr(error)) from error
+            self._dead_letter(uow, record, EventRejected("handler_error", f"{type(error).__name__}: {error}"))
+
+    def _dead_letter(self, uow: UnitOfWork, record: Record, rejection: EventRejected) -> None:
+        uow.dead_letter(
+            event_id=record.event_id,
+            topic=record.topic,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            consumer=self.name,
+            reason=rejection.reason,
+            detail=rejection.detail,
+            origin=f"{record.topic}/{record.partition}/{record.offset}",
+        )
+        uow.session.add(self._inbox(uow, record.event_id, "dead_letter"))
+        for step in self.handlers.rejection_steps:
+            step(uow, record, rejection)
+        self.metrics.dead_letters.labels(self.name, record.stream, rejection.reason).inc()
+        log.warning(
+            "record dead-lettered",
+            extra={
+                "consumer": self.name,
+                "event_id": record.event_id,
+                "correlation_id": record.headers.get("ce_correlationid"),
+                "reason": rejection.reason,
+                "detail": rejection.detail[:300],
+            },
+        )
+
+    def _already_processed(self, uow: UnitOfWork, ids: list[str]) -> set[str]:
+        seen: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = uow.session.execute(
+                sa.select(col(InboxRecord.event_id)).where(
+                    col(InboxRecord.consumer) == self.name, col(InboxRecord.event_id).in_(chunk)
+                )
+            )
+            seen.update(rows.scalars())
+        return seen
+
+    def _inbox(self, uow: UnitOfWork, event_id: str, outcome: str) -> InboxRecord:
+        return InboxRecord(
+            consumer=self.name, event_id=event_id, outcome=outcome, processed_at=uow.clock.now()
+        )

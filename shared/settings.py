@@ -1,0 +1,88 @@
+"""One settings class for every service, read from the environment and `.env` (12-factor)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("plans", "reporting", "notifications", "awards")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THIDUA_", env_file=".env", extra="ignore")
+
+    # A real Kafka cluster; unset means: start the embedded local broker (tansu) on a free loopback port.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "THIDUA_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # TLS and SASL, when the cluster asks for them (see deploy/TOPOLOGIES.md for ACLs).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Topics are named "<prefix>.<stream>": a province stack bridged with MirrorMaker 2 keeps its own prefix.
+    topic_prefix: str = "thidua"
+    # Prefixes of other stacks whose streams MirrorMaker 2 mirrors into this cluster, comma-separated:
+    # a national stack lists its provinces' ("thidua.hn,thidua.dn"), a province stack the national one.
+    mirrored_prefixes: str = ""
+    # Where the embedded mode keeps its SQLite files.
+    var_dir: Path = Path("var")
+    # Database URL; "{service}" is replaced by the service name, so every service has its own database.
+    # Per-service override: THIDUA_PLANS_DATABASE_URL and so on.
+    database_url: str = "sqlite:///{var_dir}/{service}.db"
+    plans_database_url: str | None = None
+    reporting_database_url: str | None = None
+    notifications_database_url: str | None = None
+    awards_database_url: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    consumer_batch_size: int = 500
+    consumer_batch_timeout_ms: int = 100
+    # A new consumer gets its partitions after about half of this (6000 is the least Kafka allows).
+    consumer_session_timeout_ms: int = 10_000
+    # How soon clients notice topics that changed (recreated after a broker lost its data).
+    kafka_metadata_max_age_ms: int = 10_000
+    # Published outbox rows are kept this long, so they can be replayed to a broker that lost its data.
+    outbox_retention_hours: float = 24 * 7
+    relay_batch_size: int = 1000
+    relay_poll_seconds: float = 0.2
+    # How often the relay checks that the broker still holds what was published (cluster id, topics).
+    relay_check_seconds: float = 5.0
+    # How often the schedulers look for phases to open or close and deadlines that passed.
+    tick_seconds: float = 1.0
+    # Transient failures (database or broker away) are retried with exponential backoff up to this cap.
+    retry_max_seconds: float = 30.0
+    # Hours after a due day ends before units without a report are marked missing (reports in flight).
+    deadline_grace_hours: float = 1.0
+    # A plan implementing another must have its reports in at least this many days before the parent's.
+    min_consolidation_days: int = 1
+    # Days a derived plan's report deadline is set before its parent's, so the unit can consolidate.
+    derive_lead_days: int = 2
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def mirrored(self) -> list[str]:
+        return [prefix.strip() for prefix in self.mirrored_prefixes.split(",") if prefix.strip()]
+
+    def database_url_for(self, service: str) -> str:
+        """The database URL of one service (its own override, else the shared template)."""
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; expected one of {', '.join(SERVICES)}")
+        override = getattr(self, f"{service}_database_url")
+        template = override or self.database_url
+        return template.format(service=service, var_dir=self.var_dir.as_posix())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,231 @@
+"""Storage: SQLModel on SQLite (embedded) or PostgreSQL (production), one database per service.
+
+Holds the plumbing tables every service has — the transactional outbox, the inbox of processed events,
+the relay's memory of the broker — and the unit of work that commits a state change together with
+the events it causes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from shared.clock import Clock
+from shared.events import Envelope, Event, to_kafka
+from shared.topics import dlq_name, topic_name
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class OutboxRecord(SQLModel, table=True):
+    """An event waiting to be published (or published, kept for replay until the retention ends)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "published_at", "seq"),)
+
+    seq: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200, unique=True)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=200)
+    headers: list[list[str]] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    payload: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    published_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True)))
+    # Where the broker put it: to notice a topic that lost what was published to it.
+    partition: int | None = None
+    offset: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+
+
+class InboxRecord(SQLModel, table=True):
+    """An event a consumer has dealt with: recorded in the same transaction as its effect."""
+
+    __tablename__ = "inbox"
+
+    consumer: str = Field(primary_key=True, max_length=100)
+    event_id: str = Field(primary_key=True, max_length=200)
+    outcome: str = Field(max_length=20)  # processed | dead_letter
+    processed_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class RelayState(SQLModel, table=True):
+    """Which broker cluster the outbox was last published to."""
+
+    __tablename__ = "relay_state"
+
+    id: int = Field(default=1, primary_key=True)
+    cluster_id: str = Field(max_length=200)
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+PLUMBING_TABLES = ("outbox", "inbox", "relay_state")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (savepoints work).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            # Take the write lock up front: a reader that later writes cannot then fail to upgrade.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+class UnitOfWork:
+    """One transaction: the state it changes and the events it causes commit together, or not at all."""
+
+    def __init__(self, session: Session, source: str, prefix: str, clock: Clock) -> None:
+        self.session = session
+        self.source = source
+        self.prefix = prefix
+        self.clock = clock
+        self.published: list[Envelope] = []
+        self.outbox_written = 0
+        # Scratch space for one batch: handlers note what the end-of-batch steps must refresh.
+        self.batch: dict[str, Any] = {}
+
+    def publish(
+        self,
+        data: Event,
+        *,
+        unit: str,
+        correlation_id: str | None = None,
+        causation: Envelope | None = None,
+    ) -> Envelope:
+        """Record `data` in the outbox; the relay publishes it once this transaction commits."""
+        envelope = Envelope.wrap(
+            data,
+            source=self.source,
+            unit=unit,
+            time=self.clock.now(),
+            correlation_id=correlation_id or (causation.correlation_id if causation else None),
+            causation_id=causation.id if causation else None,
+        )
+        key, value, headers = to_kafka(envelope)
+        self.session.add(
+            OutboxRecord(
+                event_id=envelope.id,
+                topic=topic_name(self.prefix, data.stream),
+                key=key.decode(),
+                headers=[[name, raw.decode()] for name, raw in headers],
+                payload=value,
+                created_at=envelope.time,
+            )
+        )
+        self.published.append(envelope)
+        self.outbox_written += 1
+        return envelope
+
+    def dead_letter(
+        self,
+        *,
+        event_id: str,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: dict[str, str],
+        consumer: str,
+        reason: str,
+        detail: str,
+        origin: str,
+    ) -> None:
+        """Send a record that can never be processed to `<topic>.dlq`, with the reason in its headers."""
+        dead_headers = dict(headers)
+        dead_headers.update(
+            {
+                "dlq_reason": reason,
+                "dlq_detail": detail[:1000],
+                "dlq_consumer": consumer,
+                "dlq_origin": origin,
+                "dlq_at": self.clock.now().isoformat(),
+            }
+        )
+        self.session.add(
+            OutboxRecord(
+                event_id=f"dlq:{consumer}:{event_id}"[:200],
+                topic=dlq_name(topic),
+                key=(key or b"").decode("utf-8", "replace"),
+                headers=[[name, value] for name, value in dead_headers.items()],
+                payload=value or b"",
+                created_at=self.clock.now(),
+            )
+        )
+        self.outbox_written += 1
+
+
+class Database:
+    """A service's database: engine, transactions, and a hook that wakes the outbox relay."""
+
+    def __init__(self, url: str, *, source: str, prefix: str, clock: Clock) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.source = source
+        self.prefix = prefix
+        self.clock = clock
+        self._listeners: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def on_outbox_written(self, listener: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """A unit of work that commits on success and rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            uow = UnitOfWork(session, self.source, self.prefix, self.clock)
+            try:
+                yield uow
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        if uow.outbox_written:
+            for listener in list(self._listeners):
+                listener()
+
+    @contextmanager
+    def rehearsal(self) -> Iterator[UnitOfWork]:
+        """A unit of work that is always rolled back: to check what a command would do."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield UnitOfWork(session, self.source, self.prefix, self.clock)
+            finally:
+                session.rollback()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,237 @@
+"""Consumers over the real broker: a redelivered event changes nothing; a poison record goes to the
+dead-letter topic while the records behind it on the same partition are applied."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.exc import OperationalError
+from sqlmodel import select
+
+from services.runtime import DEFINITIONS, Runtime, create_app
+from shared.clock import ManualClock
+from shared.consumer import MAX_HANDLER_ATTEMPTS, BatchConsumer, EventHandlers, Record
+from shared.events import (
+    Envelope,
+    Indicator,
+    IndicatorKind,
+    Level,
+    Phase,
+    PlanIssued,
+    PlanRef,
+    ReportSubmitted,
+    Target,
+    header_map,
+    to_kafka,
+)
+from shared.metrics import Metrics
+from shared.migrations import upgrade
+from shared.settings import Settings
+from shared.storage import Database, InboxRecord, OutboxRecord
+from shared.topics import dlq_name, topic_name
+from tests.integration.helpers import eventually, produce, produce_events, read_topic
+
+NOW = datetime(2023, 6, 3, 2, tzinfo=UTC)
+UNITS = ["lb-01", "lb-02", "lb-03"]
+
+
+def plan() -> Envelope:
+    data = PlanIssued(
+        plan_id="lb-plan",
+        number="19/KH-LĐLĐ",
+        issuer_unit_id="hn-lb",
+        title="Đợt thi đua cao điểm",
+        issued_on=date(2023, 3, 2),
+        lineage=[PlanRef(plan_id="hn-plan", issuer_unit_id="hn")],
+        phases=[
+            Phase(
+                seq=1,
+                label="Đợt 1",
+                start=date(2023, 3, 2),
+                end=date(2023, 5, 31),
+                report_due=date(2023, 6, 5),
+            )
+        ],
+        targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in UNITS],
+        indicators=[Indicator(code="new_members", name="Đoàn viên mới", kind=IndicatorKind.count)],
+    )
+    return Envelope.wrap(data, source="/thidua/plans", unit="hn-lb", time=NOW, correlation_id="hn-plan")
+
+
+def report(unit: str, members: int, report_id: str | None = None, by: str | None = None) -> Envelope:
+    data = ReportSubmitted(
+        report_id=report_id or f"r-{unit}-{members}",
+        plan_id="lb-plan",
+        phase_seq=1,
+        unit_id=unit,
+        values={"new_members": members},
+        submitted_at=NOW,
+    )
+    return Envelope.wrap(data, source="/test", unit=by or unit, time=NOW, correlation_id="hn-plan")
+
+
+async def completeness(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/reporting/plans/lb-plan/phases/1/completeness")
+    return response.json() if response.status_code == 200 else {}
+
+
+async def test_redelivery_changes_nothing_and_poison_goes_to_the_dead_letter_topic(
+    settings: Settings,
+) -> None:
+    runtime = Runtime(settings, ("reporting",), clock=ManualClock(NOW))
+    await runtime.start()
+    bootstrap = runtime.bootstrap_servers
+    reports_topic = topic_name(settings.topic_prefix, "reports")
+    try:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(runtime, False)), base_url="http://t"
+        )
+        first = [report("lb-01", 5), report("lb-02", 7)]
+        await produce_events(bootstrap, topic_name(settings.topic_prefix, "plans"), [plan()])
+        await produce_events(bootstrap, reports_topic, first)
+
+        async def two_received() -> dict[str, Any] | None:
+            table = await completeness(client)
+            return table if table and table["total"]["received"] == 2 else None
+
+        table = await eventually(two_received)
+        assert table["total"]["figures"] == {"new_members": 12}
+
+        # The same records again (a redelivery), then, on lb-03's partition, poison in front of its report.
+        poison_headers = [(k, v) for k, v in to_kafka(report("lb-03", 1))[2] if k != "ce_type"]
+        poison_headers.append(("ce_type", b"ReportShredded"))
+        await produce(
+            bootstrap,
+            reports_topic,
+            [
+                *(to_kafka(envelope) for envelope in first),
+                (b"lb-03", b"{not json", to_kafka(report("lb-03", 2))[2]),
+                (b"lb-03", b"{}", poison_headers),
+                to_kafka(report("lb-03", 99, by="lb-02")),  # a unit reporting for another
+                to_kafka(report("lb-03", 3)),
+            ],
+        )
+
+        async def three_received() -> dict[str, Any] | None:
+            table = await completeness(client)
+            return table if table["total"]["received"] == 3 else None
+
+        table = await eventually(three_received)
+        assert table["total"]["figures"] == {"new_members": 15}  # 5 + 7 + 3: nothing counted twice
+        assert {row["unit_id"]: row["status"] for row in table["units"]} == dict.fromkeys(UNITS, "on_time")
+
+        dead = await read_topic(bootstrap, dlq_name(reports_topic), expect=3)
+        reasons = sorted(record["headers"]["dlq_reason"] for record in dead)
+        assert reasons == ["invalid_payload", "rule_violation", "unknown_type"]
+        assert all(record["headers"]["dlq_consumer"] == "reporting" for record in dead)
+        assert {record["key"] for record in dead} == {b"lb-03"}
+        shredded = next(r for r in dead if r["headers"]["dlq_reason"] == "unknown_type")
+        assert "ReportShredded" in shredded["headers"]["dlq_detail"]
+
+        rejected = (await client.get("/reporting/rejections", params={"unit_id": "lb-03"})).json()
+        reasons = sorted(row["reasons"].split(":")[0] for row in rejected)
+        assert reasons == ["invalid_payload", "rule_violation"]
+        assert any("lb-02 submitted a report for lb-03" in row["reasons"] for row in rejected)
+
+        async def counted() -> str | None:  # the repeated records sit on other partitions than lb-03's
+            text = (await client.get("/metrics")).text
+            return text if 'thidua_inbox_duplicates_total{consumer="reporting"} 2.0' in text else None
+
+        metrics = await eventually(counted)
+        assert (
+            'thidua_dead_letters_total{consumer="reporting",reason="unknown_type",stream="reports"} 1.0'
+            in metrics
+        )
+        await client.aclose()
+    finally:
+        await runtime.stop()
+
+
+class Flaky:
+    """A handler that fails `failures` times with `error`, then applies the event."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures = failures
+        self.error = error
+        self.applied: list[str] = []
+
+    def __call__(self, uow: Any, envelope: Envelope) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        self.applied.append(envelope.id)
+
+
+def consumer_with(handler: Flaky, database_url: str) -> tuple[BatchConsumer, Metrics, Database]:
+    db = Database(
+        database_url.format(service="reporting"), source="/test", prefix="t", clock=ManualClock(NOW)
+    )
+    upgrade(db.engine, DEFINITIONS["reporting"].migrations)
+    handlers = EventHandlers()
+    handlers.on(ReportSubmitted)(handler)
+    metrics = Metrics()
+    return BatchConsumer("test", db, handlers, metrics, retry_max_seconds=0.2), metrics, db
+
+
+def as_record(envelope: Envelope, offset: int = 0) -> Record:
+    key, value, headers = to_kafka(envelope)
+    return Record("t.reports", 0, offset, key, value, header_map(headers))
+
+
+def test_a_transient_failure_retries_the_batch_with_backoff(database_url: str) -> None:
+    away = OperationalError("SELECT 1", {}, ConnectionError("the database is away"))
+    handler = Flaky(failures=3, error=away)
+    consumer, metrics, db = consumer_with(handler, database_url)
+    try:
+        event = report("lb-01", 5)
+        consumer.process([as_record(event)])
+        assert handler.applied == [event.id]
+        assert metrics.consumer_retries.labels("test")._value.get() == 3
+        consumer.process([as_record(event, offset=1)])  # delivered again: nothing happens
+        assert handler.applied == [event.id]
+        assert metrics.inbox_duplicates.labels("test")._value.get() == 1
+    finally:
+        db.dispose()
+
+
+def test_a_handler_that_keeps_failing_on_one_event_sends_it_to_the_dead_letters(database_url: str) -> None:
+    handler = Flaky(failures=MAX_HANDLER_ATTEMPTS, error=KeyError("new_members"))
+    consumer, metrics, db = consumer_with(handler, database_url)
+    try:
+        bad, good = report("lb-01", 5), report("lb-02", 6)
+        consumer.process([as_record(bad), as_record(good, offset=1)])
+        assert handler.applied == [good.id]
+        assert metrics.dead_letters.labels("test", "reports", "handler_error")._value.get() == 1
+        with db.reading() as session:
+            (dead,) = session.exec(select(OutboxRecord)).all()
+            headers = dict(map(tuple, dead.headers))
+            assert dead.topic == "t.reports.dlq"
+            assert headers["dlq_reason"] == "handler_error"
+            assert "KeyError" in headers["dlq_detail"]
+            assert headers["ce_id"] == bad.id
+            outcomes = {row.event_id: row.outcome for row in session.exec(select(InboxRecord))}
+            assert outcomes == {bad.id: "dead_letter", good.id: "processed"}
+    finally:
+        db.dispose()
+
+
+def test_log_lines_about_an_event_carry_its_ids_as_json(database_url: str, caplog: Any) -> None:
+    handler = Flaky(failures=0, error=KeyError("x"))
+    consumer, _, db = consumer_with(handler, database_url)
+    try:
+        event = report("lb-01", 5)
+        key, _value, headers = to_kafka(event)
+        caplog.set_level(logging.WARNING, logger="shared.consumer")
+        consumer.process([Record("t.reports", 0, 7, key, b"{broken", header_map(headers))])
+        (line,) = [r for r in caplog.records if r.getMessage() == "record dead-lettered"]
+        formatted = json.loads(JsonFormatter("%(levelname)s %(message)s").format(line))
+        assert formatted["event_id"] == event.id
+        assert formatted["correlation_id"] == "hn-plan"
+        assert formatted["reason"] == "invalid_payload"
+    finally:
+        db.dispose()

@@ -1,0 +1,91 @@
+"""Reporting's rules against a real database (SQLite and PostgreSQL), without the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from services.reporting.handlers import (
+    completeness,
+    dirty_keys,
+    keep_version,
+    record_plan,
+    refresh_contributions,
+    report_problems,
+)
+from services.reporting.models import PlanView
+from services.runtime import DEFINITIONS
+from shared.clock import ManualClock
+from shared.events import Indicator, IndicatorKind, Level, Phase, PlanIssued, ReportSubmitted, Target
+from shared.migrations import upgrade
+from shared.storage import Database
+
+PHASE = Phase(
+    seq=1, label="Đợt 1", start=date(2023, 3, 1), end=date(2023, 5, 31), report_due=date(2023, 6, 5)
+)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    clock = ManualClock(datetime(2023, 6, 1, 2, tzinfo=UTC))
+    database = Database(database_url.format(service="reporting"), source="/test", prefix="t", clock=clock)
+    upgrade(database.engine, DEFINITIONS["reporting"].migrations)
+    with database.transaction() as uow:
+        record_plan(
+            uow,
+            PlanIssued(
+                plan_id="p",
+                number="5/KH-CĐ",
+                issuer_unit_id="d",
+                title="Kết quả thi đua",
+                issued_on=date(2023, 2, 1),
+                phases=[PHASE],
+                targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2")],
+                indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
+                report_after_phase_end=True,
+            ),
+        )
+        refresh_contributions(uow, dirty_keys(uow))
+    yield database
+    database.dispose()
+
+
+def report(unit: str, when: datetime, works: int = 1) -> ReportSubmitted:
+    return ReportSubmitted(
+        report_id=f"{unit}-{when:%d%H}",
+        plan_id="p",
+        phase_seq=1,
+        unit_id=unit,
+        values={"works": works},
+        submitted_at=when,
+    )
+
+
+def test_a_plan_that_asks_for_results_refuses_reports_before_the_phase_ends(db: Database) -> None:
+    with db.reading() as session:
+        plan = session.get(PlanView, "p")
+        assert plan is not None
+        early = report_problems(session, plan, report("g1", datetime(2023, 5, 31, 10, tzinfo=UTC)))
+        assert [(e.field, e.value) for e in early] == [("phase_seq", 1)]
+        assert "a phase that has ended: this one ends on 2023-05-31" in early[0].expected
+        assert report_problems(session, plan, report("g1", datetime(2023, 5, 31, 17, 30, tzinfo=UTC))) == []
+
+
+def test_a_late_report_says_how_late_and_a_missing_one_counts_until_it_comes(db: Database) -> None:
+    with db.transaction() as uow:
+        keep_version(uow, report("g1", datetime(2023, 6, 2, 3, tzinfo=UTC)))
+        keep_version(uow, report("g2", datetime(2023, 6, 8, 3, tzinfo=UTC), works=4))
+        refresh_contributions(uow, dirty_keys(uow))
+    with db.reading() as session:
+        plan = session.get(PlanView, "p")
+        assert plan is not None
+        table = completeness(session, plan, 1, date(2023, 6, 9))
+    rows = {row["unit_id"]: row for row in table["units"]}
+    assert (rows["g1"]["status"], rows["g1"]["days_late"]) == ("on_time", 0)
+    assert (rows["g2"]["status"], rows["g2"]["days_late"]) == ("late", 3)
+    assert rows["g2"]["submitted_at"].startswith("2023-06-08T03:00")
+    assert (table["total"]["expected"], table["total"]["on_time"], table["total"]["late"]) == (2, 1, 1)
+    assert table["total"]["figures"] == {"works": 5}
+    assert table["deadline_passed"]
