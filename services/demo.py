@@ -234,6 +234,11 @@ async def run_flow(
             await submit(unit)
             truth.status[unit] = "late"
 
+    async def awards_knows(unit: str) -> bool:
+        quota = await client.get(f"/awards/plans/{city_plan['plan_id']}/quota", params={"unit_id": unit})
+        return quota.status_code == 200
+
+    await wait_for(lambda: awards_knows(DISTRICTS[0][0]), "awards to learn the city plan")
     for district_id, _ in DISTRICTS:
         for kind, name in (
             ("collective", f"Tập thể {district_id}"),

@@ -67,6 +67,12 @@ async def test_nominations_go_up_to_the_level_that_may_grant_them(runtime: Runti
         return (await client.get(path)).status_code == 200
 
     await wait_for(lambda: known(f"/reporting/plans/{lb_plan}/phases/1/completeness"), "reporting")
+
+    async def awards_knows_the_plans() -> bool:
+        quotas = [(lb_plan, "lb-1"), (hn_plan, "lb"), (national["plan_id"], "hn")]
+        return all([await known(f"/awards/plans/{plan}/quota?unit_id={unit}") for plan, unit in quotas])
+
+    await wait_for(awards_knows_the_plans, "awards to learn the plans of every level")
     clock.set(local("2023-06-03"))
     await expect(
         client,

@@ -165,6 +165,11 @@ def test_each_service_runs_alone_and_its_metrics_move(processes: dict[str, int])
         }
         submitted = client.post("/reporting/reports", json=body)
         assert submitted.status_code == 202 and submitted.json()["on_time"], submitted.text
+    quota = f"/awards/plans/{city_plan}/quota"
+    until(
+        lambda: client.get(quota, params={"unit_id": "dn-hc"}).status_code == 200,
+        "awards to learn the city plan",
+    )
     nominated = client.post(
         "/awards/nominations",
         json={
