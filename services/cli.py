@@ -260,9 +260,13 @@ def org_import(
 # ------------------------------------------------------------------ thidua plan …
 
 
-def call(api: str, method: str, path: str, body: Any = None) -> Any:
-    """Call a running thidua; a refusal is printed field by field and ends the command."""
-    response = httpx.request(method, f"{api.rstrip('/')}{path}", json=body, timeout=60)
+def call(api: str, method: str, path: str, body: Any = None, content: bytes | None = None) -> Any:
+    """Call a running thidua; a refusal is printed field by field and ends the command. `content` is
+    sent as it is (a document); an answer that is not JSON comes back as bytes."""
+    headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+    response = httpx.request(
+        method, f"{api.rstrip('/')}{path}", json=body, content=content, headers=headers, timeout=60
+    )
     if response.status_code >= 400:
         detail = (
             response.json().get("detail")
@@ -275,7 +279,11 @@ def call(api: str, method: str, path: str, body: Any = None) -> Any:
         else:
             console.print(f"[red]{detail}[/]")
         raise typer.Exit(1)
-    return response.json() if response.content else None
+    if not response.content:
+        return None
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.content
 
 
 def read_body(file: Path) -> Any:
@@ -300,6 +308,103 @@ def plan_issue(file: BodyFile, api: ApiUrl = "http://127.0.0.1:8000") -> None:
     console.print(f"Issued {issued['number']}: {issued['plan_id']}")
     for warning in issued["warnings"]:
         console.print(f"[yellow]warning {warning['code']} ({warning['field']}): {warning['message']}[/]")
+
+
+DocumentFile = Annotated[
+    Path, typer.Argument(exists=True, dir_okay=False, help="A plan as text, DOCX, PDF or an edXML package")
+]
+
+
+def print_parsed(parsed: dict[str, Any]) -> None:
+    """What a document says, as an officer would check it, warnings last and in colour."""
+    console.print(
+        f"[bold]{parsed['document_type'] or '?'} {parsed['number'] or '(no number)'}[/] — {parsed['title']}"
+    )
+    console.print(
+        f"{parsed['issuer'] or '?'}, {parsed['place'] or '?'}, {parsed['issued_on'] or '(no date)'}"
+    )
+    for reference in parsed["implements"]:
+        console.print(f"Thực hiện {reference['number']} ({reference['issued_on']}) của {reference['issuer']}")
+    table = Table("Đợt", "Từ", "Đến")
+    for phase in parsed["phases"]:
+        table.add_row(
+            phase["label"],
+            phase["start"] or phase["start_event"] or "?",
+            phase["end"] or phase["end_event"] or "?",
+        )
+    console.print(table)
+    for kind in ("movements", "targets", "deadlines", "award_quotas", "recipients"):
+        for item in parsed[kind]:
+            text = item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, default=str)
+            console.print(f"{kind}: {text}")
+    if parsed["signer"]:
+        signer = parsed["signer"]
+        console.print(f"Ký: {signer['authority'] or ''} {signer['position']} {signer['name'] or ''}".strip())
+    for warning in parsed["warnings"]:
+        console.print(f"[yellow]warning {warning['code']}: {warning['message']}[/]")
+
+
+@plan_app.command("parse")
+def plan_parse(
+    file: DocumentFile,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:
+    """Read a plan document (no services needed): what it says, and what in it is doubtful."""
+    from shared.documents import read_plan_document
+    from shared.documents.edxml import EdxmlError
+    from shared.documents.encoding import LegacyEncodingError
+
+    try:
+        parsed = read_plan_document(file.read_bytes(), file.name).plan.model_dump(mode="json")
+    except (LegacyEncodingError, EdxmlError) as error:
+        console.print(f"[red]{file.name}: {error}[/]")
+        raise typer.Exit(1) from error
+    if as_json:
+        typer.echo(json.dumps(parsed, ensure_ascii=False, indent=2))
+    else:
+        print_parsed(parsed)
+
+
+@plan_app.command("import")
+def plan_import(
+    file: DocumentFile,
+    unit: Annotated[
+        str | None, typer.Option(help="The unit whose draft it becomes (an edXML sender by default)")
+    ] = None,
+    api: ApiUrl = "http://127.0.0.1:8000",
+) -> None:
+    """Import a plan document as a draft, keeping the document: prints what was read and what to fix."""
+    query = "&".join(f"{k}={v}" for k, v in (("unit_id", unit), ("filename", file.name)) if v)
+    answer = call(api, "POST", f"/plans/documents?{query}", content=file.read_bytes())
+    print_parsed(answer["parsed"])
+    for note in answer["notes"]:
+        console.print(f"[yellow]note {note['code']}: {note['message']}[/]")
+    for problem in answer["problems"]:
+        console.print(f"[red]to fix before issuing — {problem['field']}: {problem['message']}[/]")
+    console.print(f"Draft {answer['draft']['id']} (document {answer['document_id']})")
+
+
+@plan_app.command("docx")
+def plan_docx(
+    plan_id: PlanId,
+    output: Annotated[Path, typer.Option(help="Where to write the DOCX")],
+    api: ApiUrl = "http://127.0.0.1:8000",
+) -> None:
+    """Write an issued plan as DOCX (Decree 30/2020 layout)."""
+    output.write_bytes(call(api, "GET", f"/plans/plans/{plan_id}/docx"))
+    console.print(f"Wrote {output}")
+
+
+@plan_app.command("edxml")
+def plan_edxml(
+    plan_id: PlanId,
+    unit: Annotated[str, typer.Argument(help="The recipient with iOffice")],
+    output: Annotated[Path, typer.Option(help="Where to write the package")],
+    api: ApiUrl = "http://127.0.0.1:8000",
+) -> None:
+    """Write the plan's edXML package for one recipient."""
+    output.write_bytes(call(api, "GET", f"/plans/plans/{plan_id}/edxml/{unit}"))
+    console.print(f"Wrote {output}")
 
 
 @plan_app.command("list")

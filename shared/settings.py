@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     min_consolidation_days: int = 1
     # Days a derived plan's report deadline is set before its parent's, so the unit can consolidate.
     derive_lead_days: int = 2
+    # The largest document or edXML package accepted (bytes).
+    document_max_bytes: int = 20 * 1024 * 1024
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
-from services.plans import domain, handlers
+from services.plans import documents, domain, handlers
 from services.plans.models import (
     Amendment,
+    Delivery,
     OrgUnitVersion,
     Plan,
     PlanDraft,
     PlanPhase,
     PlanTarget,
     Registration,
+    SourceDocument,
 )
+from shared.documents import read_plan_document
+from shared.documents.edxml import EdxmlError, read_status, write_package
+from shared.documents.encoding import LegacyEncodingError
+from shared.documents.paper import DOCX_MEDIA_TYPE, render_plan_docx
+from shared.documents.plan_text import ParsedPlan
 from shared.errors import FieldError, InvalidInput
 from shared.events import DeadlineRule, OrgUnit, Phase, PlanAmended
 from shared.service import ServiceContext
+
+# A document as it arrives: plain text, DOCX, PDF or an edXML package, sent as the request's body.
+DocumentBody = Annotated[bytes, Body(media_type="application/octet-stream")]
 
 
 class UnitsImported(BaseModel):
@@ -316,4 +328,106 @@ def build_api(ctx: ServiceContext) -> APIRouter:
             query = select(Registration).where(Registration.plan_id == plan_id)
             return [row.model_dump() for row in session.exec(query.order_by(col(Registration.registered_at)))]
 
+    # ------------------------------------------------------------------ documents in and out
+
+    def imported(data: bytes, filename: str, unit_id: str | None) -> dict[str, Any]:
+        with reading_documents(), db.transaction() as uow:
+            draft, document, read, notes = documents.import_document(
+                uow, data, filename, unit_id, ctx.settings.document_max_bytes
+            )
+            answer = {
+                "draft": draft.model_dump(mode="json"),
+                "document_id": document.id,
+                "kind": read.kind,
+                "parsed": read.plan.model_dump(mode="json"),
+                "notes": [note.model_dump() for note in notes],
+            }
+        problems, warnings = handlers.check_draft(db, draft, ctx.settings.min_consolidation_days)
+        return {**answer, "problems": [p.as_dict() for p in problems], "issue_warnings": warnings}
+
+    @router.post("/documents/parse", response_model=ParsedPlan)
+    def parse_document(data: DocumentBody, filename: str = "") -> ParsedPlan:
+        """What a document (text, DOCX, PDF or edXML) says as a plan, and what is doubtful; keeps nothing."""
+        with reading_documents():
+            return read_plan_document(data, filename, ctx.settings.document_max_bytes).plan
+
+    @router.post("/documents", status_code=status.HTTP_201_CREATED)
+    def import_document(data: DocumentBody, unit_id: str | None = None, filename: str = "") -> dict[str, Any]:
+        """Import a plan document as a draft of the unit's plan, keeping the document. The answer shows what
+        was read, the warnings, and what would stop the draft from being issued as it stands."""
+        return imported(data, filename, unit_id)
+
+    @router.get("/documents/{document_id}")
+    def get_document(document_id: str) -> dict[str, Any]:
+        with db.reading() as session:
+            document = session.get(SourceDocument, document_id)
+            if document is None:
+                raise HTTPException(404, f"no document {document_id}")
+            return document.model_dump(mode="json", exclude={"content"})
+
+    @router.get("/documents/{document_id}/content")
+    def document_content(document_id: str) -> Response:
+        """The document exactly as it arrived."""
+        with db.reading() as session:
+            document = session.get(SourceDocument, document_id)
+            if document is None:
+                raise HTTPException(404, f"no document {document_id}")
+            return Response(document.content, media_type=document.media_type)
+
+    @router.post("/edxml", status_code=status.HTTP_201_CREATED)
+    def receive_edxml(data: DocumentBody, unit_id: str | None = None) -> dict[str, Any]:
+        """An edXML package from the iOffice exchange: its header and attached plan become a draft of the
+        sending unit's plan (or of `unit_id` when the sender is not registered here)."""
+        return imported(data, "package.xml", unit_id)
+
+    @router.post("/edxml/status")
+    def edxml_status(data: DocumentBody) -> dict[str, Any]:
+        """An edXML status message (01 received, 02 refused, 03 accepted, 05 processing, 06 done) moves the
+        delivery of that plan to that recipient."""
+        with reading_documents(), db.transaction() as uow:
+            status = read_status(data, ctx.settings.document_max_bytes)
+            return documents.record_status(uow, status).model_dump(mode="json")
+
+    @router.get("/plans/{plan_id}/docx")
+    def plan_docx(plan_id: str) -> Response:
+        """The plan as a DOCX in the Decree 30/2020 layout."""
+        with db.reading() as session:
+            plan, document = documents.plan_document(session, plan_id)
+            filename = documents.docx_filename(plan)
+        return Response(
+            render_plan_docx(document),
+            media_type=DOCX_MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+    @router.get("/plans/{plan_id}/edxml")
+    def plan_deliveries(plan_id: str) -> list[dict[str, Any]]:
+        """The plan's edXML deliveries, one per recipient with iOffice, with the last status reported."""
+        with db.reading() as session:
+            rows = session.exec(
+                select(Delivery).where(Delivery.plan_id == plan_id).order_by(col(Delivery.unit_id))
+            )
+            return [
+                {**row.model_dump(mode="json"), "package": f"/plans/plans/{plan_id}/edxml/{row.unit_id}"}
+                for row in rows
+            ]
+
+    @router.get("/plans/{plan_id}/edxml/{unit_id}")
+    def plan_package(plan_id: str, unit_id: str) -> Response:
+        """The plan's edXML package for one recipient, with the plan attached as DOCX."""
+        with db.reading() as session:
+            package = documents.package_for(session, plan_id, unit_id)
+        return Response(write_package(package), media_type="application/xml")
+
     return router
+
+
+@contextmanager
+def reading_documents() -> Iterator[None]:
+    """A document thidua will not read becomes a field error that says why."""
+    try:
+        yield
+    except LegacyEncodingError as error:
+        raise FieldError("document", "(legacy encoding)", str(error)) from error
+    except EdxmlError as error:
+        raise FieldError(error.field, "(edXML)", str(error)) from error

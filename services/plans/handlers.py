@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from services.plans import domain
 from services.plans.models import (
     Amendment,
+    Delivery,
     OrgUnitVersion,
     Plan,
     PlanDraft,
@@ -302,9 +303,31 @@ def issue_plan(
         report_after_phase_end=command.report_after_phase_end,
     )
     store_plan(uow, event, received=False)
+    prepare_deliveries(uow, event, below)
     uow.publish(event, unit=issuer.unit_id, correlation_id=event.campaign_id, causation=causation)
     warnings = domain.warnings_for(number, command.issued_on, phases)
     return IssuedPlan(**event.model_dump(), warnings=[vars(w) for w in warnings])
+
+
+def prepare_deliveries(uow: UnitOfWork, plan: PlanIssued, known: dict[str, OrgUnitVersion]) -> int:
+    """One delivery per unit the plan goes to that has iOffice: its package is sent through the exchange.
+    `known` holds the units already read (the issuer's children)."""
+    count = 0
+    units = {t.unit_id for t in plan.targets} | {r.unit_id for r in plan.recipients if r.unit_id}
+    now = uow.clock.now()
+    for unit_id in sorted(units):
+        unit = known.get(unit_id) or unit_on(uow.session, unit_id, plan.issued_on)
+        if unit is not None and unit.has_ioffice:
+            uow.session.add(
+                Delivery(
+                    plan_id=plan.plan_id,
+                    unit_id=unit_id,
+                    document_id=f"{plan.issuer_unit_id},{plan.issued_on:%Y/%m/%d},{plan.number}",
+                    updated_at=now,
+                )
+            )
+            count += 1
+    return count
 
 
 DETAILS = ("place", "movements", "content", "goals", "signer", "recipients")

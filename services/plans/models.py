@@ -138,6 +138,36 @@ class PlanDraft(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
 
+class SourceDocument(SQLModel, table=True):
+    """A document a draft was read from (text, DOCX, PDF or edXML), kept as it arrived, with what was read."""
+
+    __tablename__ = "plan_source_document"
+
+    id: str = Field(primary_key=True, max_length=64)
+    draft_id: str = Field(max_length=64, index=True)
+    filename: str = Field(max_length=300)
+    kind: str = Field(max_length=10)  # text | docx | pdf | edxml
+    media_type: str = Field(max_length=200)
+    content: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    parsed: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    sender: str | None = Field(default=None, max_length=300)  # edXML From/OrganId
+    received_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class Delivery(SQLModel, table=True):
+    """A plan's edXML package to one recipient with iOffice, and the last status its exchange reported."""
+
+    __tablename__ = "plan_delivery"
+
+    plan_id: str = Field(primary_key=True, max_length=64)
+    unit_id: str = Field(primary_key=True, max_length=64)
+    document_id: str = Field(max_length=300, index=True)  # OrganId,yyyy/MM/dd,Number/Notation
+    status: str = Field(default="prepared", max_length=20)  # prepared | received | refused | accepted …
+    status_code: str | None = Field(default=None, max_length=4)
+    description: str = ""
+    updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
 TABLES = (
     "org_unit",
     "plan",
@@ -146,4 +176,6 @@ TABLES = (
     "plan_registration",
     "plan_amendment",
     "plan_draft",
+    "plan_source_document",
+    "plan_delivery",
 )

@@ -41,6 +41,28 @@ def test_demo_prints_the_tables_and_exits_zero(tmp_path: Path) -> None:
     assert "Every figure equals the figure expected from what was submitted." in done.stdout
 
 
+def test_plan_parse_reads_a_document_without_services(tmp_path: Path) -> None:
+    seed = next((Path(__file__).parent.parent / "fixtures" / "seeds").glob("004_*.txt"))
+    done = subprocess.run(
+        [*THIDUA, "plan", "parse", str(seed), "--json"],
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    parsed = json.loads(done.stdout)
+    keys = "document_type number issuer place issued_on title implements movements phases targets deadlines"
+    assert set(keys.split()) | {"award_quotas", "recipients", "signer", "warnings"} <= set(parsed)
+    assert (parsed["place"], parsed["issued_on"]) == ("Long Biên", "2023-01-18")
+    assert "invalid_date" in [warning["code"] for warning in parsed["warnings"]]
+    vni = tmp_path / "vni.txt"
+    vni.write_text("Keá hoaïch thi ñua naêm 2024 cuûa Lieân ñoaøn Lao ñoäng quaän", encoding="utf-8")
+    refused = subprocess.run(
+        [*THIDUA, "plan", "parse", str(vni)], env=environment(tmp_path), capture_output=True, text=True
+    )
+    assert refused.returncode == 1 and "VNI" in refused.stdout
+
+
 ORG_CSV = """id,name,level,parent_id,sector,email,has_ioffice,valid_from,valid_to
 hn,LĐLĐ thành phố Hà Nội,province,,,,yes,2020-01-01,
 hn-lb,LĐLĐ quận Long Biên,district,hn,,,yes,2020-01-01,
@@ -188,6 +210,14 @@ def check_plan_verbs(base: str, tmp_path: Path) -> None:
     refused = awards("decide", nomination, "--by", "hn")
     assert refused.returncode == 1 and "a district unit" in refused.stdout
     assert "Decided: 0" in awards("stats").stdout
+    docx = tmp_path / "plan.docx"
+    assert plan("docx", plan_id, "--output", str(docx)).returncode == 0
+    assert docx.read_bytes().startswith(b"PK")
+    seed = next((Path(__file__).parent.parent / "fixtures" / "seeds").glob("000_*.txt"))
+    imported = plan("import", str(seed), "--unit", "hn-lb")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "19/KH-LĐLĐ" in imported.stdout and "inconsistent_name" in imported.stdout
+    assert "Draft " in imported.stdout
     assert plan("revoke", plan_id, "--reason", "Thay thế").returncode == 0
     assert "revoked" in plan("show", plan_id).stdout
 
