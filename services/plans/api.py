@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,7 +28,7 @@ from services.plans.models import (
 from shared.documents import read_plan_document
 from shared.documents.edxml import EdxmlError, read_status, write_package
 from shared.documents.encoding import LegacyEncodingError
-from shared.documents.paper import DOCX_MEDIA_TYPE, render_plan_docx
+from shared.documents.paper import DOCX_MEDIA_TYPE, docx_name, render_plan_docx
 from shared.documents.plan_text import ParsedPlan
 from shared.errors import FieldError, InvalidInput
 from shared.events import DeadlineRule, OrgUnit, Phase, PlanAmended
@@ -393,11 +394,11 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         """The plan as a DOCX in the Decree 30/2020 layout."""
         with db.reading() as session:
             plan, document = documents.plan_document(session, plan_id)
-            filename = documents.docx_filename(plan)
+            filename = docx_name(plan.number)
         return Response(
             render_plan_docx(document),
             media_type=DOCX_MEDIA_TYPE,
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            headers={"Content-Disposition": attachment_header(filename)},
         )
 
     @router.get("/plans/{plan_id}/edxml")
@@ -420,6 +421,13 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         return Response(write_package(package), media_type="application/xml")
 
     return router
+
+
+def attachment_header(filename: str) -> str:
+    """Content-Disposition for a Vietnamese file name: an ASCII fallback, and the name itself (RFC 6266)."""
+    stem, dot, extension = filename.rpartition(".")
+    plain = f"{documents.slug(stem)}{dot}{extension}"
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename)}"
 
 
 @contextmanager

@@ -12,9 +12,9 @@ from sqlmodel import Session, col, select
 
 from services.plans.handlers import unit_on
 from services.plans.models import Delivery, Plan, PlanDraft, PlanPhase, PlanTarget, SourceDocument
-from shared.documents import ReadDocument, read_plan_document
-from shared.documents.edxml import Attachment, Organ, Package, Status
-from shared.documents.paper import DOCX_MEDIA_TYPE, ParentPlan, PlanDocument, render_plan_docx
+from shared.documents import ReadDocument, document_id_of, plan_package, read_plan_document
+from shared.documents.edxml import Organ, Package, Status
+from shared.documents.paper import ParentPlan, PlanDocument
 from shared.documents.plan_text import ParsedPlan, Warning_
 from shared.errors import FieldError
 from shared.events import Phase, PlanIssued, PlanRef, Target
@@ -233,14 +233,6 @@ def plan_document(session: Session, plan_id: str) -> tuple[Plan, PlanDocument]:
     )
 
 
-def docx_filename(plan: Plan) -> str:
-    return slug(plan.number.replace("/", "-")) + ".docx"
-
-
-def document_id(plan: Plan) -> str:
-    return f"{plan.issuer_unit_id},{plan.issued_on:%Y/%m/%d},{plan.number}"
-
-
 def package_for(session: Session, plan_id: str, unit_id: str) -> Package:
     """The edXML package of a plan for one recipient: the header's fields and the plan as DOCX."""
     plan, document = plan_document(session, plan_id)
@@ -251,34 +243,16 @@ def package_for(session: Session, plan_id: str, unit_id: str) -> Package:
     if receiver is None or unit_id not in recipients:
         raise FieldError("unit_id", unit_id, f"a unit plan {plan.number} is sent to")
     issuer = unit_on(session, plan.issuer_unit_id, plan.issued_on)
-    number, _, notation = plan.number.partition("/")
-    signer = document.plan.signer
     parent = session.get(Plan, plan.parent_plan_id) if plan.parent_plan_id else None
-    dues = [phase.report_due for phase in document.plan.phases if phase.report_due]
-    return Package(
-        sender=Organ(
+    return plan_package(
+        document,
+        Organ(
             organ_id=plan.issuer_unit_id,
             organ_name=document.issuer_name,
-            email=(issuer.email or "") if issuer else "",
+            email=(issuer.email if issuer else None) or "",
         ),
-        receivers=[Organ(organ_id=receiver.unit_id, organ_name=receiver.name, email=receiver.email or "")],
-        code_number=number.strip(),
-        code_notation=notation.strip(),
-        place=document.plan.place,
-        promulgation_date=plan.issued_on,
-        subject=plan.title,
-        content=plan.title,
-        signer_competence=f"{signer.authority} Ban Thường vụ" if signer and signer.authority else "",
-        signer_position=signer.position if signer else "",
-        signer_name=signer.name if signer else "",
-        due_date=min(dues) if dues else None,
-        to_places=[r.name for r in document.plan.recipients if r.purpose != "archive"],
-        response_for=document_id(parent) if parent else None,
-        attachments=[
-            Attachment(
-                name=docx_filename(plan), content_type=DOCX_MEDIA_TYPE, content=render_plan_docx(document)
-            )
-        ],
+        Organ(organ_id=receiver.unit_id, organ_name=receiver.name, email=receiver.email or ""),
+        document_id_of(parent.issuer_unit_id, parent.issued_on, parent.number) if parent else None,
     )
 
 

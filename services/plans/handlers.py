@@ -25,6 +25,7 @@ from services.plans.models import (
 from shared.api import plain_error
 from shared.clock import LOCAL_TZ, local_midnight
 from shared.consumer import EventHandlers
+from shared.documents import document_id_of
 from shared.errors import EventRejected, FieldError
 from shared.events import (
     LEVEL_RANK,
@@ -322,7 +323,7 @@ def prepare_deliveries(uow: UnitOfWork, plan: PlanIssued, known: dict[str, OrgUn
                 Delivery(
                     plan_id=plan.plan_id,
                     unit_id=unit_id,
-                    document_id=f"{plan.issuer_unit_id},{plan.issued_on:%Y/%m/%d},{plan.number}",
+                    document_id=document_id_of(plan.issuer_unit_id, plan.issued_on, plan.number),
                     updated_at=now,
                 )
             )

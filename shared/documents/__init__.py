@@ -3,13 +3,21 @@ back as DOCX and edXML."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel
 
-from shared.documents.edxml import MAX_PACKAGE_BYTES, EdxmlError, Package, read_package
+from shared.documents.edxml import MAX_PACKAGE_BYTES, Attachment, EdxmlError, Organ, Package, read_package
 from shared.documents.encoding import decode
-from shared.documents.paper import DOCX_MEDIA_TYPE, docx_text, pdf_text
+from shared.documents.paper import (
+    DOCX_MEDIA_TYPE,
+    PlanDocument,
+    docx_name,
+    docx_text,
+    pdf_text,
+    render_plan_docx,
+)
 from shared.documents.plan_text import ParsedPlan, PlanReference, SignerText, Warning_, parse_plan_text
 
 DocumentKind = Literal["text", "docx", "pdf", "edxml"]
@@ -113,4 +121,42 @@ def read_plan_document(data: bytes, filename: str = "", max_bytes: int = MAX_PAC
     media_type = {"docx": DOCX_MEDIA_TYPE, "pdf": "application/pdf"}.get(kind, "text/plain; charset=utf-8")
     return ReadDocument(
         kind=kind, media_type=media_type, plan=parse_plan_text(attachment_text(data, filename))
+    )
+
+
+def document_id_of(issuer_unit_id: str, issued_on: date, number: str) -> str:
+    """How exchanges name a document: OrganId,yyyy/MM/dd,Number/Notation (thidua's unit ids as organ ids)."""
+    return f"{issuer_unit_id},{issued_on:%Y/%m/%d},{number}"
+
+
+def plan_package(
+    document: PlanDocument, sender: Organ, receiver: Organ, parent_document_id: str | None
+) -> Package:
+    """The edXML package of an issued plan for one recipient: the header's fields and the plan as DOCX."""
+    plan = document.plan
+    number, _, notation = plan.number.partition("/")
+    signer = plan.signer
+    dues = [phase.report_due for phase in plan.phases if phase.report_due]
+    return Package(
+        sender=sender,
+        receivers=[receiver],
+        code_number=number.strip(),
+        code_notation=notation.strip(),
+        place=plan.place,
+        promulgation_date=plan.issued_on,
+        subject=plan.title,
+        content=plan.title,
+        signer_competence=f"{signer.authority} Ban Thường vụ" if signer and signer.authority else "",
+        signer_position=signer.position if signer else "",
+        signer_name=signer.name if signer else "",
+        due_date=min(dues) if dues else None,
+        to_places=[r.name for r in plan.recipients if r.purpose != "archive"],
+        response_for=parent_document_id,
+        attachments=[
+            Attachment(
+                name=docx_name(plan.number),
+                content_type=DOCX_MEDIA_TYPE,
+                content=render_plan_docx(document),
+            )
+        ],
     )

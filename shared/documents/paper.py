@@ -8,6 +8,7 @@ so that reading it back (`document_text` then `parse_plan_text`) gives back the 
 from __future__ import annotations
 
 import io
+import re
 from datetime import date
 
 from docx import Document
@@ -43,6 +44,11 @@ class PlanDocument(BaseModel):
     issuer_name: str  # LĐLĐ quận Long Biên
     superior_name: str | None = None  # the body above, first line of the header (LĐLĐ thành phố Hà Nội)
     parent: ParentPlan | None = None
+
+
+def docx_name(number: str) -> str:
+    """A file name for a plan's DOCX: 19/KH-LĐLĐ → 19-KH-LĐLĐ.docx."""
+    return re.sub(r"[^\w.-]+", "-", number).strip("-") + ".docx"
 
 
 def day_month_year(day: date) -> str:

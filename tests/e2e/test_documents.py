@@ -136,6 +136,9 @@ async def test_plans_in_and_out_as_documents(runtime: Runtime) -> None:
 
     docx = await client.get(f"/plans/plans/{plan_id}/docx")
     assert docx.headers["content-type"].startswith("application/vnd.openxmlformats")
+    assert docx.headers["content-disposition"] == (
+        "attachment; filename=\"19-kh-ldld.docx\"; filename*=UTF-8''19-KH-L%C4%90L%C4%90.docx"
+    )
     assert Document(io.BytesIO(docx.content)).paragraphs[0].text == "KẾ HOẠCH"
 
     # Round trip: the package imported back is the same plan (only its number is now taken).
