@@ -79,6 +79,16 @@ def sample_federation() -> list[dict[str, Any]]:
     return units
 
 
+# Report requests and reminders go to the units that have not reported yet when they are made: the demo
+# submits while they are being made, so their number is not part of its ground truth (their own tests pin it).
+TIMED_KINDS = ("report_request", "reminder")
+
+
+def told_of_events(deliveries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The deliveries one per event and recipient: plans, deadlines passed, nominations, decisions."""
+    return [row for row in deliveries if row["kind"] not in TIMED_KINDS]
+
+
 @dataclass
 class Truth:
     """What the figures must be, computed by the demo from what it submitted."""
@@ -278,7 +288,7 @@ async def run_flow(
         city = await expect(
             client, "GET", f"/reporting/plans/{city_plan['plan_id']}/phases/1/completeness", 200
         )
-        deliveries = await expect(client, "GET", "/notifications/deliveries?limit=10000", 200)
+        deliveries = told_of_events(await expect(client, "GET", "/notifications/deliveries?limit=10000", 200))
         if _row_figures(city["total"]) != truth.city_row() or len(deliveries) < truth.deliveries:
             return None
         return {"city": city, "deliveries": deliveries}
@@ -290,7 +300,9 @@ async def run_flow(
             "city": await expect(
                 client, "GET", f"/reporting/plans/{city_plan['plan_id']}/phases/1/completeness", 200
             ),
-            "deliveries": await expect(client, "GET", "/notifications/deliveries?limit=10000", 200),
+            "deliveries": told_of_events(
+                await expect(client, "GET", "/notifications/deliveries?limit=10000", 200)
+            ),
         }
     districts = {
         district_id: await expect(

@@ -211,6 +211,8 @@ class Runtime:
                 await self.tick()
             except sa.exc.SQLAlchemyError as error:
                 log.warning("periodic step failed; next tick retries", extra={"error": repr(error)[:300]})
+            except Exception:  # a bug in one step must not stop every schedule: log it, try again next tick
+                log.exception("periodic step failed unexpectedly; next tick retries")
 
     # ------------------------------------------------------------ health
 

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from shared.events import Channel, Level
 from shared.settings import SERVICES
 
-NOTIFICATION_STATES = ("queued", "sent", "failed", "bounced", "posted")
+NOTIFICATION_STATES = ("queued", "sent", "failed", "bounced", "dead", "to_be_posted", "posted")
 NOMINATION_STATES = ("nominated", "forwarded", "decided", "refused", "revoked")
 
 DEAD_LETTER_REASONS = (

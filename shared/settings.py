@@ -69,8 +69,50 @@ class Settings(BaseSettings):
     # The largest document or edXML package accepted (bytes).
     document_max_bytes: int = 20 * 1024 * 1024
 
+    # ---------------------------------------------------------------- notifications
+    # Channels in the order they are tried: plans (documents) and other messages. A unit gets the first
+    # channel it can be reached on (iOffice: has_ioffice; email: an address; paper and log: always).
+    document_channels: str = "ioffice,email,paper"
+    message_channels: str = "email,log"
+    # Outgoing email (SMTP): TLS "none", "starttls" or "tls" (implicit, port 465).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "thidua@localhost"
+    smtp_timeout_seconds: float = 30.0
+    # The iOffice exchange endpoint that takes edXML packages (POST), and its bearer token if any.
+    ioffice_url: str | None = None
+    ioffice_token: SecretStr | None = None
+    # Other systems told of every message: a POST signed with HMAC-SHA256 of the body (X-Thidua-Signature).
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    # Where print batches for units without iOffice or email are written (default: <var_dir>/paper).
+    paper_dir: Path | None = None
+    # Retries: the n-th is tried after notify_backoff_seconds × 2^(n-1) (capped); after the last it is dead.
+    notify_max_attempts: int = 5
+    notify_backoff_seconds: float = 60.0
+    notify_backoff_max_seconds: float = 3600.0
+    # Reminders before each report deadline, in days, to units that have not reported yet.
+    reminder_days: str = "3,1"
+    # No reminder is sent in these local hours ("21-7": from 21:00 to 07:00); they wait until the end.
+    quiet_hours: str = "21-7"
+    # Reminders to one unit on one day go out as one message, unless the unit says otherwise.
+    reminder_digest: bool = True
+    # Kinds of message a unit may opt out of (the rules make the others official and compulsory).
+    optional_kinds: str = "reminder,nomination"
+
     log_level: str = "INFO"
     log_json: bool = True
+
+    @property
+    def paper_path(self) -> Path:
+        return self.paper_dir or self.var_dir / "paper"
+
+    @staticmethod
+    def listed(text: str) -> list[str]:
+        return [item.strip() for item in text.split(",") if item.strip()]
 
     @property
     def mirrored(self) -> list[str]:

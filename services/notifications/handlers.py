@@ -1,13 +1,25 @@
-"""Who is told what, when an event happens."""
+"""Who is told what, when an event happens; reminders before deadlines; sending, retrying, giving up."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
-from services.notifications.models import Delivery
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlmodel import Session, col, select
+
+from services.notifications import channels, domain
+from services.notifications.models import Contact, Delivery, Expectation, PlanCopy, Preference
+from shared.clock import LOCAL_TZ
 from shared.consumer import EventHandlers
+from shared.documents import document_id_of, plan_package
+from shared.documents.edxml import Organ, write_package
+from shared.documents.paper import ParentPlan, PlanDocument, docx_name, render_plan_docx
 from shared.events import (
     AwardDecided,
     AwardRevoked,
@@ -16,14 +28,31 @@ from shared.events import (
     NominationForwarded,
     NominationMade,
     NotificationDelivered,
+    NotificationFailed,
+    OrgUnitMoved,
+    OrgUnitRegistered,
+    PhaseClosed,
+    PlanAmended,
     PlanIssued,
+    PlanRescheduled,
+    PlanRevoked,
     ReportOverdue,
     ReportReturned,
+    ReportSubmitted,
 )
 from shared.service import ServiceContext
+from shared.settings import Settings
 from shared.storage import UnitOfWork
 
 log = logging.getLogger(__name__)
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # plain-text mail
+)
+CLAIM = timedelta(minutes=5)  # a delivery being sent is someone's for this long
+DISPATCH_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -31,25 +60,57 @@ class Message:
     recipient_unit_id: str
     kind: str
     subject: str
+    lines: tuple[str, ...] = ()
+    plan_id: str | None = None  # the plan whose DOCX goes with a document (plan_issued, plan_amended)
 
 
-def messages_for(envelope: Envelope) -> list[Message]:
-    """The messages an event calls for (pure: the same event always gives the same messages)."""
+def plan_subject(plan: PlanIssued | dict[str, Any]) -> str:
+    number, title = (
+        (plan.number, plan.title) if isinstance(plan, PlanIssued) else (plan["number"], plan["title"])
+    )
+    return f"Kế hoạch số {number}: {title}"
+
+
+def plan_recipients(plan: PlanIssued) -> list[str]:
+    """Units a plan goes to: those executing it, and the units above named in Nơi nhận."""
+    units = [target.unit_id for target in plan.targets]
+    units += [r.unit_id for r in plan.recipients if r.unit_id and r.purpose != "archive"]
+    return list(dict.fromkeys(units))
+
+
+def messages_for(envelope: Envelope, session: Session) -> list[Message]:
+    """The messages an event calls for."""
     data = envelope.data
     if isinstance(data, PlanIssued):
+        dues = [f"{p.label}: báo cáo trước ngày {p.report_due:%d/%m/%Y}" for p in data.phases if p.report_due]
         return [
-            Message(target.unit_id, "plan_issued", f"Kế hoạch số {data.number}: {data.title}")
-            for target in data.targets
+            Message(unit, "plan_issued", plan_subject(data), tuple(dues), data.plan_id)
+            for unit in plan_recipients(data)
         ]
+    if isinstance(data, PlanAmended | PlanRevoked):
+        copy = session.get(PlanCopy, data.plan_id)
+        if copy is None:
+            return []
+        plan = PlanIssued.model_validate(copy.event)
+        if isinstance(data, PlanAmended):
+            subject = f"Điều chỉnh kế hoạch số {plan.number} (lần {data.version}): {data.title}"
+            lines = (f"Nội dung điều chỉnh: {', '.join(data.changed)}", f"Lý do: {data.reason}")
+            return [Message(u, "plan_amended", subject, lines, data.plan_id) for u in plan_recipients(plan)]
+        subject = f"Thu hồi kế hoạch số {plan.number}: {plan.title}"
+        return [
+            Message(u, "plan_revoked", subject, (f"Lý do: {data.reason}",)) for u in plan_recipients(plan)
+        ]
+    if isinstance(data, PhaseClosed):
+        return report_requests(session, data)
     if isinstance(data, ReportOverdue):
         subject = f"Quá hạn báo cáo đợt {data.phase_seq} (hạn {data.due_on:%d/%m/%Y})"
         return [
-            Message(data.unit_id, "reminder", subject),
-            Message(data.parent_unit_id, "reminder", f"{subject}: đơn vị {data.unit_id}"),
+            Message(data.unit_id, "overdue", subject),
+            Message(data.parent_unit_id, "overdue", f"{subject}: đơn vị {data.unit_id}"),
         ]
     if isinstance(data, ReportReturned):
         subject = f"Báo cáo đợt {data.phase_seq} được trả lại để hoàn thiện: {data.reason}"
-        return [Message(data.unit_id, "report_returned", subject)]
+        return [Message(data.unit_id, "report_returned", subject, (f"Lý do: {data.reason}",))]
     if isinstance(data, NominationForwarded):
         return [
             Message(data.to_unit_id, "nomination", f"Đề nghị khen thưởng do {data.from_unit_id} chuyển lên")
@@ -67,15 +128,230 @@ def messages_for(envelope: Envelope) -> list[Message]:
     return []
 
 
-def delivery_id(event_id: str, recipient: str, channel: str) -> str:
-    return hashlib.sha256(f"{event_id}|{recipient}|{channel}".encode()).hexdigest()[:32]
+def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
+    """A phase has closed: each unit that owes its report is asked for it, with the due date."""
+    copy = session.get(PlanCopy, closed.plan_id)
+    if copy is None or copy.revoked:
+        return []
+    plan = PlanIssued.model_validate(copy.event)
+    owing = session.exec(
+        select(Expectation).where(
+            Expectation.plan_id == closed.plan_id,
+            Expectation.phase_seq == closed.phase_seq,
+            col(Expectation.reported).is_(False),
+        )
+    ).all()
+    messages = []
+    for expectation in owing:
+        due = f"trước ngày {expectation.due_on:%d/%m/%Y}" if expectation.due_on else "theo quy định"
+        subject = f"Đề nghị báo cáo kết quả đợt {closed.phase_seq}, kế hoạch số {plan.number} ({due})"
+        messages.append(Message(expectation.unit_id, "report_request", subject, (plan.title,), plan.plan_id))
+    return messages
+
+
+# ------------------------------------------------------------------ queueing
+
+
+@dataclass
+class Outbox:
+    """What one transaction queued, for the metrics and the log."""
+
+    queued: list[Delivery] = field(default_factory=list)
+
+
+def configured_channels(settings: Settings) -> set[str]:
+    found = {"paper", "log"}
+    if settings.smtp_host:
+        found.add("email")
+    if settings.ioffice_url:
+        found.add("ioffice")
+    return found
+
+
+def preference(session: Session, unit_id: str, settings: Settings) -> Preference:
+    return session.get(Preference, unit_id) or Preference(unit_id=unit_id, digest=settings.reminder_digest)
+
+
+def enqueue(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    trigger_id: str,
+    trigger_type: str,
+    message: Message,
+    body: str | None = None,
+    after: str | None = None,
+) -> Delivery | None:
+    """Queue a message on the first channel that reaches its recipient (after `after`, when falling back),
+    once: a second call for the same trigger, recipient and channel does nothing. Reminders wait out the
+    quiet hours. Another system's webhook, when configured, is told too."""
+    settings, session = ctx.settings, uow.session
+    if (
+        message.kind in settings.listed(settings.optional_kinds)
+        and message.kind in preference(session, message.recipient_unit_id, settings).opted_out
+    ):
+        return None
+    contact = session.get(Contact, message.recipient_unit_id)
+    kind_order = (
+        settings.document_channels if message.kind in domain.DOCUMENT_KINDS else settings.message_channels
+    )
+    channel = domain.choose_channel(
+        settings.listed(kind_order),
+        contact.email if contact else None,
+        contact.has_ioffice if contact else False,
+        configured_channels(settings),
+        after,
+    )
+    if channel is None:
+        return None
+    delivery = queue_on(ctx, uow, trigger_id, trigger_type, message, channel, contact, body)
+    if after is None and settings.webhook_url:
+        queue_on(ctx, uow, trigger_id, trigger_type, message, Channel.webhook.value, contact, body)
+    return delivery
+
+
+def queue_on(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    trigger_id: str,
+    trigger_type: str,
+    message: Message,
+    channel: str,
+    contact: Contact | None,
+    body: str | None,
+) -> Delivery | None:
+    key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
+    if uow.session.get(Delivery, key) is not None:
+        return None
+    now = uow.clock.now()
+    wait = None
+    if message.kind in domain.REMINDER_KINDS:
+        quiet = domain.quiet_until(
+            now.astimezone(LOCAL_TZ), domain.parse_quiet_hours(ctx.settings.quiet_hours)
+        )
+        wait = quiet.astimezone(now.tzinfo) if quiet else None  # stored as the clock gives time: in UTC
+    copy = uow.session.get(PlanCopy, message.plan_id) if message.plan_id else None
+    document = message.kind in domain.DOCUMENT_KINDS and copy is not None
+    attachment = docx_name(copy.event["number"]) if document and copy else None
+    delivery = Delivery(
+        id=key,
+        trigger_event_id=trigger_id,
+        trigger_type=trigger_type,
+        kind=message.kind,
+        recipient_unit_id=message.recipient_unit_id,
+        channel=channel,
+        state="queued",
+        subject=message.subject[:1000],
+        body=body
+        or TEMPLATES.get_template("message.txt.j2").render(
+            unit_name=contact.name if contact else message.recipient_unit_id,
+            subject=message.subject,
+            lines=message.lines,
+            attachment=attachment,
+            delivery_id=key,
+        ),
+        plan_id=message.plan_id if document else None,
+        next_attempt_at=wait or now,
+        created_at=now,
+    )
+    if channel == Channel.log.value and wait is None:  # the delivery log is the message: nothing to send
+        delivery.state, delivery.sent_at, delivery.next_attempt_at = "sent", now, None
+    uow.session.add(delivery)
+    ctx.metrics.notifications.labels(channel, delivery.state).inc()
+    if delivery.state == "sent":
+        delivered(uow, delivery)
+    return delivery
+
+
+def delivered(uow: UnitOfWork, delivery: Delivery) -> None:
+    uow.publish(
+        NotificationDelivered(
+            delivery_id=delivery.id,
+            trigger_event_id=delivery.trigger_event_id,
+            trigger_type=delivery.trigger_type,
+            recipient_unit_id=delivery.recipient_unit_id,
+            channel=Channel(delivery.channel),
+            at=uow.clock.now(),
+        ),
+        unit=delivery.recipient_unit_id,
+    )
+
+
+# ------------------------------------------------------------------ what the service remembers
+
+
+def remember_plan(session: Session, plan: PlanIssued) -> None:
+    session.merge(PlanCopy(plan_id=plan.plan_id, event=plan.model_dump(mode="json")))
+    for target in plan.targets:
+        for phase in plan.phases:
+            key = (plan.plan_id, phase.seq, target.unit_id)
+            if session.get(Expectation, key) is None:
+                session.add(
+                    Expectation(
+                        plan_id=plan.plan_id,
+                        phase_seq=phase.seq,
+                        unit_id=target.unit_id,
+                        due_on=phase.report_due,
+                    )
+                )
+
+
+def replan(session: Session, plan_id: str, phases: list[Any], changes: dict[str, Any]) -> None:
+    """New dates for a plan's phases (rescheduled or amended): its copy and the reports owed follow."""
+    copy = session.get(PlanCopy, plan_id)
+    if copy is None:
+        return
+    event = dict(copy.event)
+    event.update(changes)
+    event["phases"] = [phase.model_dump(mode="json") for phase in phases]
+    copy.event = event
+    session.add(copy)
+    dues = {phase.seq: phase.report_due for phase in phases}
+    for expectation in session.exec(select(Expectation).where(Expectation.plan_id == plan_id)):
+        if expectation.phase_seq in dues and expectation.due_on != dues[expectation.phase_seq]:
+            expectation.due_on, expectation.reminded_at_lead = dues[expectation.phase_seq], None
+            session.add(expectation)
 
 
 def build_handlers(ctx: ServiceContext) -> EventHandlers:
     handlers = EventHandlers()
 
+    @handlers.on(OrgUnitRegistered)
+    def register_contact(uow: UnitOfWork, envelope: Envelope) -> None:
+        unit = envelope.data.unit
+        uow.session.merge(
+            Contact(
+                unit_id=unit.id,
+                name=unit.name,
+                parent_id=unit.parent_id,
+                email=unit.email,
+                has_ioffice=unit.has_ioffice,
+            )
+        )
+
+    @handlers.on(OrgUnitMoved)
+    def move_contact(uow: UnitOfWork, envelope: Envelope) -> None:
+        contact = uow.session.get(Contact, envelope.data.unit_id)
+        if contact is not None:
+            contact.parent_id = envelope.data.new_parent_id
+            uow.session.add(contact)
+
+    @handlers.on(PlanRescheduled)
+    def rescheduled(uow: UnitOfWork, envelope: Envelope) -> None:
+        replan(uow.session, envelope.data.plan_id, envelope.data.phases, {})
+
+    @handlers.on(ReportSubmitted)
+    def reported(uow: UnitOfWork, envelope: Envelope) -> None:
+        data = envelope.data
+        expectation = uow.session.get(Expectation, (data.plan_id, data.phase_seq, data.unit_id))
+        if expectation is not None and not expectation.reported:
+            expectation.reported = True
+            uow.session.add(expectation)
+
     @handlers.on(
         PlanIssued,
+        PlanAmended,
+        PlanRevoked,
+        PhaseClosed,
         ReportOverdue,
         ReportReturned,
         NominationMade,
@@ -84,48 +360,390 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         AwardRevoked,
     )
     def notify(uow: UnitOfWork, envelope: Envelope) -> None:
-        for message in messages_for(envelope):
-            channel = Channel.log
-            key = delivery_id(envelope.id, message.recipient_unit_id, channel.value)
-            if uow.session.get(Delivery, key) is not None:
-                continue
-            now = uow.clock.now()
-            uow.session.add(
-                Delivery(
-                    id=key,
-                    trigger_event_id=envelope.id,
-                    trigger_type=envelope.type,
-                    kind=message.kind,
-                    recipient_unit_id=message.recipient_unit_id,
-                    channel=channel.value,
-                    state="sent",
-                    subject=message.subject,
-                    created_at=now,
-                    sent_at=now,
-                )
-            )
-            log.info(
-                "notification",
-                extra={
-                    "event_id": envelope.id,
-                    "correlation_id": envelope.correlation_id,
-                    "recipient": message.recipient_unit_id,
-                    "kind": message.kind,
-                    "channel": channel.value,
-                },
-            )
-            ctx.metrics.notifications.labels(channel.value, "sent").inc()
-            uow.publish(
-                NotificationDelivered(
-                    delivery_id=key,
-                    trigger_event_id=envelope.id,
-                    trigger_type=envelope.type,
-                    recipient_unit_id=message.recipient_unit_id,
-                    channel=channel,
-                    at=now,
-                ),
-                unit=message.recipient_unit_id,
-                causation=envelope,
-            )
+        data = envelope.data
+        if isinstance(data, PlanIssued):
+            remember_plan(uow.session, data)
+        elif isinstance(data, PlanAmended):
+            changes = {"title": data.title, "deadlines": [d.model_dump(mode="json") for d in data.deadlines]}
+            if data.award_quota:
+                changes["award_quota"] = data.award_quota.model_dump(mode="json")
+            replan(uow.session, data.plan_id, data.phases, changes)
+        for message in messages_for(envelope, uow.session):
+            enqueue(ctx, uow, envelope.id, envelope.type, message)
+        if isinstance(data, PlanRevoked):
+            copy = uow.session.get(PlanCopy, data.plan_id)
+            if copy is not None:
+                copy.revoked = True
+                uow.session.add(copy)
 
     return handlers
+
+
+# ------------------------------------------------------------------ reminders (a periodic step)
+
+
+def send_reminders(ctx: ServiceContext) -> int:
+    """Remind each unit that has not reported, at the configured days before each deadline: one message a
+    day per unit when it digests them. Catches up on a reminder missed while the service was down."""
+    settings = ctx.settings
+    leads = sorted(int(day) for day in settings.listed(settings.reminder_days))
+    if not leads:
+        return 0
+    today = ctx.clock.now().astimezone(LOCAL_TZ).date()
+    created = 0
+    with ctx.db.transaction() as uow:
+        session = uow.session
+        owing = session.exec(
+            select(Expectation)
+            .where(
+                col(Expectation.reported).is_(False),
+                col(Expectation.due_on) > today,
+                col(Expectation.due_on) <= today + timedelta(days=max(leads)),
+            )
+            .order_by(col(Expectation.unit_id), col(Expectation.due_on))
+        ).all()
+        by_unit: dict[str, list[tuple[Expectation, int, PlanIssued]]] = {}
+        plans: dict[str, PlanCopy | None] = {}
+        for expectation in owing:
+            assert expectation.due_on is not None
+            lead = domain.reminder_lead(expectation.due_on, today, leads, expectation.reminded_at_lead)
+            if lead is None:
+                continue
+            if expectation.plan_id not in plans:
+                plans[expectation.plan_id] = session.get(PlanCopy, expectation.plan_id)
+            copy = plans[expectation.plan_id]
+            if copy is None or copy.revoked:
+                continue
+            expectation.reminded_at_lead = lead
+            session.add(expectation)
+            by_unit.setdefault(expectation.unit_id, []).append(
+                (expectation, lead, PlanIssued.model_validate(copy.event))
+            )
+        for unit_id, items in by_unit.items():
+            created += remind_unit(ctx, uow, unit_id, items, today)
+    return created
+
+
+def reminder_line(expectation: Expectation, lead: int, plan: PlanIssued) -> str:
+    return (
+        f"Báo cáo đợt {expectation.phase_seq}, kế hoạch số {plan.number} — hạn {expectation.due_on:%d/%m/%Y} "
+        f"(còn {lead} ngày)"
+    )
+
+
+def remind_unit(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    unit_id: str,
+    items: list[tuple[Expectation, int, PlanIssued]],
+    today: date,
+) -> int:
+    contact = uow.session.get(Contact, unit_id)
+    if preference(uow.session, unit_id, ctx.settings).digest and len(items) > 1:
+        keys = "|".join(f"{e.plan_id}:{e.phase_seq}:{lead}" for e, lead, _ in items)
+        trigger = f"reminders:{unit_id}:{today.isoformat()}:{hashlib.sha256(keys.encode()).hexdigest()[:12]}"
+        lines = [reminder_line(e, lead, plan) for e, lead, plan in items]
+        subject = f"Nhắc gửi {len(items)} báo cáo sắp đến hạn"
+        key = domain.delivery_id(trigger, unit_id, "digest")
+        body = TEMPLATES.get_template("digest.txt.j2").render(
+            unit_name=contact.name if contact else unit_id, items=lines, delivery_id=key
+        )
+        return int(
+            enqueue(ctx, uow, trigger, "Reminder", Message(unit_id, "reminder", subject, tuple(lines)), body)
+            is not None
+        )
+    created = 0
+    for expectation, lead, plan in items:
+        trigger = f"reminder:{expectation.plan_id}:{expectation.phase_seq}:{unit_id}:{lead}"
+        subject = f"Nhắc báo cáo: {reminder_line(expectation, lead, plan)}"
+        created += (
+            enqueue(ctx, uow, trigger, "Reminder", Message(unit_id, "reminder", subject, (plan.title,)))
+            is not None
+        )
+    return created
+
+
+# ------------------------------------------------------------------ sending (a periodic step)
+
+
+def claim(ctx: ServiceContext) -> list[Delivery]:
+    """Deliveries due now, claimed for this instance for a while (several instances never send one twice
+    at once; a claim left by an instance that died expires)."""
+    now = ctx.clock.now()
+    with ctx.db.transaction() as uow:
+        due = uow.session.exec(
+            select(Delivery)
+            .where(
+                col(Delivery.state).in_(("queued", "failed")),
+                col(Delivery.next_attempt_at) <= now,
+                (col(Delivery.claimed_until).is_(None)) | (col(Delivery.claimed_until) < now),
+            )
+            .order_by(col(Delivery.next_attempt_at))
+            .limit(DISPATCH_BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for delivery in due:
+            delivery.claimed_until = now + CLAIM
+            delivery.attempts += 1
+            uow.session.add(delivery)
+        claimed = [Delivery.model_validate(d.model_dump()) for d in due]
+    return claimed
+
+
+def plan_document(session: Session, plan_id: str) -> PlanDocument | None:
+    copy = session.get(PlanCopy, plan_id)
+    if copy is None:
+        return None
+    plan = PlanIssued.model_validate(copy.event)
+    issuer = session.get(Contact, plan.issuer_unit_id)
+    superior = session.get(Contact, issuer.parent_id) if issuer and issuer.parent_id else None
+    parent_copy = session.get(PlanCopy, plan.parent_plan_id) if plan.parent_plan_id else None
+    parent = None
+    if parent_copy is not None:
+        above = PlanIssued.model_validate(parent_copy.event)
+        above_issuer = session.get(Contact, above.issuer_unit_id)
+        parent = ParentPlan(
+            number=above.number,
+            issued_on=above.issued_on,
+            issuer_name=above_issuer.name if above_issuer else above.issuer_unit_id,
+        )
+    return PlanDocument(
+        plan=plan,
+        issuer_name=issuer.name if issuer else plan.issuer_unit_id,
+        superior_name=superior.name if superior else None,
+        parent=parent,
+    )
+
+
+@dataclass
+class Prepared:
+    """A claimed delivery with what it needs to go out."""
+
+    delivery: Delivery
+    contact: Contact | None
+    attachment: channels.Attachment | None = None
+    package: bytes | None = None
+
+
+def prepare(ctx: ServiceContext, claimed: list[Delivery]) -> list[Prepared]:
+    """Read the contacts and render each plan's DOCX (once per plan) and edXML packages."""
+    prepared = []
+    docx: dict[str, tuple[PlanDocument, channels.Attachment] | None] = {}
+    with ctx.db.reading() as session:
+        for delivery in claimed:
+            contact = session.get(Contact, delivery.recipient_unit_id)
+            item = Prepared(delivery, contact)
+            if delivery.plan_id:
+                if delivery.plan_id not in docx:
+                    document = plan_document(session, delivery.plan_id)
+                    docx[delivery.plan_id] = (
+                        (
+                            document,
+                            channels.Attachment(docx_name(document.plan.number), render_plan_docx(document)),
+                        )
+                        if document
+                        else None
+                    )
+                found = docx[delivery.plan_id]
+                if found:
+                    document, item.attachment = found
+                    if delivery.channel == Channel.ioffice.value:
+                        item.package = ioffice_package(session, document, delivery, contact)
+            prepared.append(item)
+    return prepared
+
+
+def ioffice_package(
+    session: Session, document: PlanDocument, delivery: Delivery, contact: Contact | None
+) -> bytes:
+    plan = document.plan
+    issuer = session.get(Contact, plan.issuer_unit_id)
+    parent_copy = session.get(PlanCopy, plan.parent_plan_id) if plan.parent_plan_id else None
+    parent_id = None
+    if parent_copy is not None:
+        above = PlanIssued.model_validate(parent_copy.event)
+        parent_id = document_id_of(above.issuer_unit_id, above.issued_on, above.number)
+    package = plan_package(
+        document,
+        Organ(
+            organ_id=plan.issuer_unit_id,
+            organ_name=document.issuer_name,
+            email=(issuer.email if issuer else None) or "",
+        ),
+        Organ(
+            organ_id=delivery.recipient_unit_id,
+            organ_name=contact.name if contact else delivery.recipient_unit_id,
+            email=(contact.email if contact else None) or "",
+        ),
+        parent_id,
+    )
+    return write_package(package)
+
+
+async def send(settings: Settings, item: Prepared) -> channels.Outcome:
+    delivery, contact = item.delivery, item.contact
+    if delivery.channel == Channel.email.value:
+        if not contact or not contact.email:
+            return channels.Outcome("bounced", "the unit has no email address")
+        return await channels.send_email(
+            settings, contact.email, delivery.subject, delivery.body, delivery.id, item.attachment
+        )
+    if delivery.channel == Channel.ioffice.value:
+        if item.package is None:
+            return channels.Outcome("bounced", "no plan to send through iOffice")
+        return await asyncio.to_thread(channels.post_ioffice, settings, item.package, delivery.id)
+    if delivery.channel == Channel.webhook.value:
+        payload = {
+            "delivery_id": delivery.id,
+            "kind": delivery.kind,
+            "recipient_unit_id": delivery.recipient_unit_id,
+            "subject": delivery.subject,
+            "body": delivery.body,
+            "trigger_event_id": delivery.trigger_event_id,
+            "trigger_type": delivery.trigger_type,
+        }
+        return await asyncio.to_thread(channels.post_webhook, settings, payload, delivery.id)
+    if delivery.channel == Channel.log.value:  # held through the quiet hours; the log is the message
+        return channels.Outcome("sent")
+    return channels.Outcome("failed", f"no sender for channel {delivery.channel}")
+
+
+async def send_all(settings: Settings, items: list[Prepared]) -> list[channels.Outcome]:
+    limit = asyncio.Semaphore(10)
+
+    async def one(item: Prepared) -> channels.Outcome:
+        async with limit:
+            try:
+                return await send(settings, item)
+            except Exception as error:  # one broken delivery must not hold up the others
+                log.exception("sending failed", extra={"delivery_id": item.delivery.id})
+                return channels.Outcome("failed", f"{type(error).__name__}: {error}"[:500])
+
+    return await asyncio.gather(*(one(item) for item in items))
+
+
+def print_batches(ctx: ServiceContext, items: list[Prepared]) -> list[tuple[Prepared, channels.Outcome]]:
+    """Paper: one print batch per dispatch (the trigger), a copy per unit and the cover list."""
+    done = []
+    by_trigger: dict[str, list[Prepared]] = {}
+    for item in items:
+        by_trigger.setdefault(item.delivery.trigger_event_id, []).append(item)
+    for trigger, group in by_trigger.items():
+        first = group[0].delivery
+        stamp = first.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d")
+        folder = ctx.settings.paper_path / f"{stamp}_{channels.safe(first.subject[:40])}_{trigger[:8]}"
+        existing = folder / "danh-sach-gui.csv"
+        copies = [
+            channels.PaperCopy(
+                i.delivery.id, i.delivery.recipient_unit_id, i.contact.name if i.contact else ""
+            )
+            for i in group
+        ]
+        if (
+            existing.exists()
+        ):  # a batch already written for this dispatch: add to it, keeping the earlier copies
+            copies = previous_copies(existing, {c.delivery_id for c in copies}) + copies
+        try:
+            written = channels.write_paper_batch(
+                folder, first.subject, group[0].attachment, copies, first.body
+            )
+        except OSError as error:
+            done += [(item, channels.Outcome("failed", f"print batch: {error}"[:500])) for item in group]
+            continue
+        done += [(item, channels.Outcome("sent", external_status=str(written))) for item in group]
+    return done
+
+
+def previous_copies(cover: Path, leaving_out: set[str]) -> list[channels.PaperCopy]:
+    import csv
+
+    with cover.open(encoding="utf-8-sig") as rows:
+        return [
+            channels.PaperCopy(row["Mã gửi"], row["Mã đơn vị"], row["Đơn vị nhận"])
+            for row in csv.DictReader(rows)
+            if row["Mã gửi"] not in leaving_out
+        ]
+
+
+def dispatch(ctx: ServiceContext) -> int:
+    """Send what is due: email, iOffice, webhook and print batches; record each outcome, retry with backoff,
+    give up after the configured attempts (dead), fall back to the next channel for plans."""
+    claimed = claim(ctx)
+    if not claimed:
+        return 0
+    items = prepare(ctx, claimed)
+    paper = [item for item in items if item.delivery.channel == Channel.paper.value]
+    others = [item for item in items if item.delivery.channel != Channel.paper.value]
+    results = print_batches(ctx, paper)
+    if others:
+        results += list(zip(others, asyncio.run(send_all(ctx.settings, others)), strict=True))
+    with ctx.db.transaction() as uow:
+        for item, outcome in results:
+            record(ctx, uow, item.delivery.id, outcome)
+    return len(results)
+
+
+def record(ctx: ServiceContext, uow: UnitOfWork, key: str, outcome: channels.Outcome) -> None:
+    delivery = uow.session.get(Delivery, key)
+    if delivery is None or delivery.state not in ("queued", "failed"):
+        return
+    settings, now = ctx.settings, uow.clock.now()
+    delivery.claimed_until, delivery.last_error = None, outcome.error
+    delivery.external_status = outcome.external_status or delivery.external_status
+    if outcome.state == "sent":
+        delivery.state = "to_be_posted" if delivery.channel == Channel.paper.value else "sent"
+        delivery.sent_at, delivery.next_attempt_at = now, None
+        delivered(uow, delivery)
+    elif outcome.state == "failed" and delivery.attempts < settings.notify_max_attempts:
+        delivery.state = "failed"
+        delivery.next_attempt_at = now + domain.backoff(
+            delivery.attempts, settings.notify_backoff_seconds, settings.notify_backoff_max_seconds
+        )
+    else:
+        delivery.state = "bounced" if outcome.state == "bounced" else "dead"
+        delivery.next_attempt_at = None
+        uow.publish(
+            NotificationFailed(
+                delivery_id=delivery.id,
+                trigger_event_id=delivery.trigger_event_id,
+                trigger_type=delivery.trigger_type,
+                recipient_unit_id=delivery.recipient_unit_id,
+                channel=Channel(delivery.channel),
+                at=now,
+                error=outcome.error or delivery.state,
+            ),
+            unit=delivery.recipient_unit_id,
+        )
+        if delivery.channel != Channel.webhook.value:  # a plan must still reach the unit: the next channel
+            message = Message(
+                delivery.recipient_unit_id, delivery.kind, delivery.subject, plan_id=delivery.plan_id
+            )
+            enqueue(
+                ctx,
+                uow,
+                delivery.trigger_event_id,
+                delivery.trigger_type,
+                message,
+                delivery.body,
+                after=delivery.channel,
+            )
+    uow.session.add(delivery)
+    ctx.metrics.notifications.labels(delivery.channel, delivery.state).inc()
+    log.info(
+        "notification",
+        extra={
+            "delivery_id": key,
+            "channel": delivery.channel,
+            "state": delivery.state,
+            "attempt": delivery.attempts,
+        },
+    )
+
+
+def mark_posted(uow: UnitOfWork, key: str) -> Delivery | None:
+    delivery = uow.session.get(Delivery, key)
+    if delivery is None or delivery.state != "to_be_posted":
+        return delivery
+    delivery.state = "posted"
+    uow.session.add(delivery)
+    return delivery

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from services.notifications.api import build_api
-from services.notifications.handlers import build_handlers
-from shared.events import NotificationDelivered
+from services.notifications.handlers import build_handlers, dispatch, send_reminders
+from shared.events import NotificationDelivered, NotificationFailed
 from shared.service import ServiceDefinition
 
 SERVICE = ServiceDefinition(
@@ -14,5 +14,6 @@ SERVICE = ServiceDefinition(
     api=build_api,
     # The stack that produced an event tells its own units: mirrored events are not told twice.
     consumes_mirrored=False,
-    publishes=(NotificationDelivered,),
+    publishes=(NotificationDelivered, NotificationFailed),
+    ticks=(send_reminders, dispatch),
 )

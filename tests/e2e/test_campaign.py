@@ -55,7 +55,7 @@ async def test_a_campaign_cascades_down_and_its_figures_add_up_exactly(runtime: 
         for delivery in result["deliveries"]:
             kinds[delivery["kind"]] = kinds.get(delivery["kind"], 0) + 1
         overdue = sum(state != "on_time" for state in truth.status.values())
-        assert kinds == {"plan_issued": 39, "reminder": 2 * overdue, "nomination": 6}
+        assert kinds == {"plan_issued": 39, "overdue": 2 * overdue, "nomination": 6}
 
     # Each phase event was written once, however many ticks ran.
     with runtime.contexts["plans"].db.reading() as session:

@@ -176,9 +176,9 @@ async def test_a_province_stack_cascades_the_national_plan_and_its_reports_add_u
     province_table = await wait_for(province_total, "the province's own completeness")
     assert (province_table["total"]["expected"], province_table["total"]["received"]) == (3, 3)
 
-    # Each unit is told once, by the stack that issued the plan it receives.
+    # Each unit is told once of the plan it receives, by the stack that issued it.
     async def told(client: httpx.AsyncClient, count: int) -> list[dict[str, Any]] | None:
-        rows = await expect(client, "GET", "/notifications/deliveries", 200)
+        rows = await expect(client, "GET", "/notifications/deliveries?kind=plan_issued", 200)
         return rows if len(rows) >= count else None
 
     national_told = await wait_for(lambda: told(national, 1), "the national stack's notifications")

@@ -193,7 +193,12 @@ def test_each_service_runs_alone_and_its_metrics_move(processes: dict[str, int])
     def moved() -> dict | None:
         """Every series the test reads has caught up (relays publish a moment after consumers apply)."""
         after = {service: scrape(port) for service, port in processes.items()}
-        delivered = value(after["notifications"], "thidua_notifications_total", channel="log", state="sent")
+        # The plan goes to the four units on paper (no iOffice or mail server here), the nomination to the
+        # city's log; report requests and reminders follow, to whoever has not reported at that moment.
+        posted = value(
+            after["notifications"], "thidua_notifications_total", channel="paper", state="to_be_posted"
+        )
+        logged = value(after["notifications"], "thidua_notifications_total", channel="log", state="sent")
         level = value(after["reporting"], "thidua_reporting_completeness_ratio", level="district")
         relayed = value(after["notifications"], "thidua_outbox_published_total", service="notifications")
         issued = value(after["plans"], "thidua_outbox_published_total", service="plans")
@@ -201,7 +206,12 @@ def test_each_service_runs_alone_and_its_metrics_move(processes: dict[str, int])
             after["awards"], "thidua_events_processed_total", consumer="awards", type="PlanIssued"
         )
         done = (
-            delivered == 5 and abs(level - 2 / 3) < 1e-9 and relayed == 5 and issued >= 7 and nominated == 2
+            posted == 4
+            and logged >= 1
+            and abs(level - 2 / 3) < 1e-9
+            and relayed >= 5
+            and issued >= 7
+            and nominated == 2
         )
         return after if done else None
 
@@ -221,7 +231,7 @@ def test_each_service_runs_alone_and_its_metrics_move(processes: dict[str, int])
     )
     assert value(after["awards"], "thidua_nominations_total", state="nominated") == 1
     assert value(after["awards"], "thidua_events_processed_total", consumer="awards", type="PlanIssued") == 2
-    assert value(after["notifications"], "thidua_outbox_published_total", service="notifications") == 5
+    assert value(after["notifications"], "thidua_outbox_published_total", service="notifications") >= 5
     for service in SERVICES:
         received = [
             v
