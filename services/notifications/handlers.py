@@ -262,18 +262,18 @@ def queue_on(
     return delivery
 
 
-def delivered(uow: UnitOfWork, delivery: Delivery) -> None:
-    uow.publish(
-        NotificationDelivered(
-            delivery_id=delivery.id,
-            trigger_event_id=delivery.trigger_event_id,
-            trigger_type=delivery.trigger_type,
-            recipient_unit_id=delivery.recipient_unit_id,
-            channel=Channel(delivery.channel),
-            at=uow.clock.now(),
-        ),
-        unit=delivery.recipient_unit_id,
-    )
+def delivered(uow: UnitOfWork, delivery: Delivery, error: str | None = None) -> None:
+    """Tell the other services a delivery is done: NotificationDelivered, or NotificationFailed with why."""
+    fields = {
+        "delivery_id": delivery.id,
+        "trigger_event_id": delivery.trigger_event_id,
+        "trigger_type": delivery.trigger_type,
+        "recipient_unit_id": delivery.recipient_unit_id,
+        "channel": Channel(delivery.channel),
+        "at": uow.clock.now(),
+    }
+    event = NotificationFailed(**fields, error=error) if error else NotificationDelivered(**fields)
+    uow.publish(event, unit=delivery.recipient_unit_id)
 
 
 # ------------------------------------------------------------------ what the service remembers
@@ -702,18 +702,7 @@ def record(ctx: ServiceContext, uow: UnitOfWork, key: str, outcome: channels.Out
     else:
         delivery.state = "bounced" if outcome.state == "bounced" else "dead"
         delivery.next_attempt_at = None
-        uow.publish(
-            NotificationFailed(
-                delivery_id=delivery.id,
-                trigger_event_id=delivery.trigger_event_id,
-                trigger_type=delivery.trigger_type,
-                recipient_unit_id=delivery.recipient_unit_id,
-                channel=Channel(delivery.channel),
-                at=now,
-                error=outcome.error or delivery.state,
-            ),
-            unit=delivery.recipient_unit_id,
-        )
+        delivered(uow, delivery, error=outcome.error or delivery.state)
         if delivery.channel != Channel.webhook.value:  # a plan must still reach the unit: the next channel
             message = Message(
                 delivery.recipient_unit_id, delivery.kind, delivery.subject, plan_id=delivery.plan_id
