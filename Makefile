@@ -28,7 +28,7 @@ test-unit: $(STAMP)
 test-integration: $(STAMP) postgres tools
 	$(BIN)/pytest tests/integration
 
-test-e2e: $(STAMP) postgres
+test-e2e: $(STAMP) postgres tools
 	$(BIN)/pytest tests/e2e
 
 lint: $(STAMP)
@@ -44,12 +44,14 @@ postgres:
 	fi
 
 # promtool (Debian's prometheus package) tests the alert rules.
+# Debian's prometheus (promtool tests the alert rules) and chromium (the browser tests drive it).
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
+	@if ! command -v promtool >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
-	  else echo "The tests need promtool: install Debian's prometheus package (apt-get install prometheus)."; exit 1; fi; }
+	    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus chromium >/dev/null; \
+	  else echo "The tests need Debian's prometheus and chromium packages (apt-get install prometheus chromium)."; exit 1; fi; \
+	fi
 
 # A new Alembic revision from a service's models: make migration SERVICE=plans MESSAGE="what changed"
 migration: $(STAMP)

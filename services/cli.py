@@ -257,6 +257,20 @@ def org_import(
     console.print(f"Registered {response.json()['registered']} units.")
 
 
+@org_app.command("officer")
+def org_officer(
+    unit: Annotated[str, typer.Argument(help="The unit the officer signs in for")],
+    username: Annotated[str, typer.Argument(help="The officer's user name")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    full_name: Annotated[str, typer.Option(help="The officer's name")] = "",
+    api: ApiUrl = "http://127.0.0.1:8000",
+) -> None:
+    """Create an officer account for a unit (the password is kept only as a hash)."""
+    body = {"username": username, "password": password, "full_name": full_name}
+    call(api, "POST", f"/plans/org/units/{unit}/officers", body)
+    console.print(f"Officer {username} signs in for {unit}.")
+
+
 # ------------------------------------------------------------------ thidua plan …
 
 

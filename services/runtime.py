@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
@@ -253,6 +254,16 @@ def create_app(runtime: Runtime, manage_lifecycle: bool = True) -> FastAPI:
     install_error_handlers(app)
     for definition in runtime.definitions:
         app.include_router(definition.api(runtime.contexts[definition.name]), prefix=f"/{definition.name}")
+
+    if {"plans", "reporting"} <= {definition.name for definition in runtime.definitions}:
+        from services.web.app import build_web
+
+        # The officers' pages, a client of the APIs above, called in-process.
+        app.include_router(
+            build_web(
+                lambda: httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://thidua")
+            )
+        )
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

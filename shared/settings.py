@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # The largest document or edXML package accepted (bytes).
     document_max_bytes: int = 20 * 1024 * 1024
 
+    # Signs officers' tokens; unset in the embedded mode: a key kept in <var_dir>/secret.key.
+    secret_key: SecretStr | None = None
+    token_hours: float = 12.0
+
     # ---------------------------------------------------------------- notifications
     # Channels in the order they are tried: plans (documents) and other messages. A unit gets the first
     # channel it can be reached on (iOffice: has_ioffice; email: an address; paper and log: always).

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, HTTPException, Response, status
+from fastapi import APIRouter, Body, Header, HTTPException, Response, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 
@@ -17,6 +17,7 @@ from services.plans import documents, domain, handlers
 from services.plans.models import (
     Amendment,
     Delivery,
+    Officer,
     OrgUnitVersion,
     Plan,
     PlanDraft,
@@ -32,10 +33,24 @@ from shared.documents.paper import DOCX_MEDIA_TYPE, docx_name, render_plan_docx
 from shared.documents.plan_text import ParsedPlan
 from shared.errors import FieldError, InvalidInput
 from shared.events import DeadlineRule, OrgUnit, Phase, PlanAmended
+from shared.security import InvalidToken, check_password, hash_password, issue_token, read_token, secret_key
 from shared.service import ServiceContext
 
 # A document as it arrives: plain text, DOCX, PDF or an edXML package, sent as the request's body.
 DocumentBody = Annotated[bytes, Body(media_type="application/octet-stream")]
+
+
+class NewOfficer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=3, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")
+    password: str = Field(min_length=8, max_length=200)
+    full_name: str = Field(default="", max_length=200)
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    password: str
 
 
 class UnitsImported(BaseModel):
@@ -115,6 +130,69 @@ def build_api(ctx: ServiceContext) -> APIRouter:
                 query = query.where(OrgUnitVersion.parent_id == parent_id)
             rows = session.exec(query.order_by(col(OrgUnitVersion.unit_id))).all()
             return [row.model_dump(exclude={"row_id"}) for row in rows]
+
+    @router.get("/org/units/{unit_id}/subtree")
+    def subtree(unit_id: str, on: date | None = None) -> list[str]:
+        """The unit and every unit below it on a day (today by default): what its officers may see."""
+        with db.reading() as session:
+            return handlers.subtree(session, unit_id, on or ctx.clock.today())
+
+    @router.post("/org/units/{unit_id}/officers", status_code=status.HTTP_201_CREATED)
+    def add_officer(unit_id: str, officer: NewOfficer) -> dict[str, str]:
+        """An officer account for a unit; the password is kept only as a scrypt hash."""
+        with db.transaction() as uow:
+            if handlers.unit_on(uow.session, unit_id, ctx.clock.today()) is None:
+                raise FieldError("unit_id", unit_id, "a registered unit")
+            if uow.session.get(Officer, officer.username) is not None:
+                raise FieldError("username", officer.username, "a user name not yet taken")
+            uow.session.add(
+                Officer(
+                    username=officer.username,
+                    unit_id=unit_id,
+                    full_name=officer.full_name,
+                    password_hash=hash_password(officer.password),
+                    created_at=uow.clock.now(),
+                )
+            )
+        return {"username": officer.username, "unit_id": unit_id}
+
+    @router.post("/auth/token")
+    def sign_in(body: SignIn) -> dict[str, Any]:
+        """A bearer token for an officer: their unit, and how long it holds."""
+        with db.reading() as session:
+            officer = session.get(Officer, body.username)
+            if officer is None or not check_password(body.password, officer.password_hash):
+                raise HTTPException(401, "wrong user name or password")
+            unit = handlers.unit_on(session, officer.unit_id, ctx.clock.today())
+        lifetime = int(ctx.settings.token_hours * 3600)
+        claims = {"sub": officer.username, "unit": officer.unit_id}
+        return {
+            "token": issue_token(secret_key(ctx.settings), claims, lifetime),
+            "username": officer.username,
+            "unit_id": officer.unit_id,
+            "unit_name": unit.name if unit else officer.unit_id,
+            "expires_in": lifetime,
+        }
+
+    @router.get("/auth/me")
+    def who_am_i(authorization: Annotated[str, Header()] = "") -> dict[str, Any]:
+        """The officer a bearer token stands for, and the units they may see."""
+        scheme, _, token = authorization.partition(" ")
+        try:
+            claims = read_token(secret_key(ctx.settings), token) if scheme.lower() == "bearer" else None
+        except InvalidToken as error:
+            raise HTTPException(401, str(error)) from error
+        if claims is None:
+            raise HTTPException(401, "a bearer token is needed (POST /plans/auth/token)")
+        with db.reading() as session:
+            unit = handlers.unit_on(session, claims["unit"], ctx.clock.today())
+            return {
+                "username": claims["sub"],
+                "unit_id": claims["unit"],
+                "unit_name": unit.name if unit else claims["unit"],
+                "level": unit.level if unit else None,
+                "subtree": handlers.subtree(session, claims["unit"], ctx.clock.today()),
+            }
 
     @router.post("/org/units/{unit_id}/move", status_code=status.HTTP_204_NO_CONTENT)
     def move_unit(unit_id: str, move: MoveUnit) -> None:
@@ -208,13 +286,24 @@ def build_api(ctx: ServiceContext) -> APIRouter:
             return issued
 
     @router.get("/plans")
-    def list_plans(issuer_unit_id: str | None = None, campaign_id: str | None = None) -> list[dict[str, Any]]:
+    def list_plans(
+        issuer_unit_id: str | None = None,
+        campaign_id: str | None = None,
+        target_unit_id: str | None = None,
+        parent_plan_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Plans, oldest first: by issuer, campaign, a unit they were sent to, or the plan they implement."""
         with db.reading() as session:
             query = select(Plan).order_by(col(Plan.created_at))
             if issuer_unit_id:
                 query = query.where(Plan.issuer_unit_id == issuer_unit_id)
             if campaign_id:
                 query = query.where(Plan.campaign_id == campaign_id)
+            if parent_plan_id:
+                query = query.where(Plan.parent_plan_id == parent_plan_id)
+            if target_unit_id:
+                sent_to = select(PlanTarget.plan_id).where(PlanTarget.unit_id == target_unit_id)
+                query = query.where(col(Plan.id).in_(sent_to))
             return [plan.model_dump() for plan in session.exec(query).all()]
 
     @router.get("/plans/{plan_id}")

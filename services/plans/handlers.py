@@ -133,6 +133,15 @@ def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion
     )
 
 
+def subtree(session: Session, unit_id: str, on: date) -> list[str]:
+    """The unit and every unit below it on a day."""
+    found, frontier = [unit_id], [unit_id]
+    while frontier:
+        frontier = [child.unit_id for parent in frontier for child in children_on(session, parent, on)]
+        found += [unit for unit in frontier if unit not in found]
+    return found
+
+
 def current_levels(session: Session) -> dict[str, Level]:
     rows = session.exec(
         select(OrgUnitVersion.unit_id, OrgUnitVersion.level).where(col(OrgUnitVersion.valid_to).is_(None))

@@ -168,6 +168,18 @@ class Delivery(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
 
 
+class Officer(SQLModel, table=True):
+    """An officer's account: who signs in for a unit (cán bộ công đoàn), with a scrypt-hashed password."""
+
+    __tablename__ = "plan_officer"
+
+    username: str = Field(primary_key=True, max_length=100)
+    unit_id: str = Field(max_length=64, index=True)
+    full_name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=300)
+    created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
 TABLES = (
     "org_unit",
     "plan",
@@ -178,4 +190,5 @@ TABLES = (
     "plan_draft",
     "plan_source_document",
     "plan_delivery",
+    "plan_officer",
 )
