@@ -365,12 +365,11 @@ def plan_parse(
 ) -> None:
     """Read a plan document (no services needed): what it says, and what in it is doubtful."""
     from shared.documents import read_plan_document
-    from shared.documents.edxml import EdxmlError
-    from shared.documents.encoding import LegacyEncodingError
+    from shared.documents.errors import DocumentError
 
     try:
         parsed = read_plan_document(file.read_bytes(), file.name).plan.model_dump(mode="json")
-    except (LegacyEncodingError, EdxmlError) as error:
+    except DocumentError as error:
         console.print(f"[red]{file.name}: {error}[/]")
         raise typer.Exit(1) from error
     if as_json:

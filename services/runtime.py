@@ -4,7 +4,6 @@ outbox relays, schedulers, and one HTTP app with each service's API under its ow
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -40,6 +39,7 @@ from shared.storage import Database
 from shared.topics import all_topics, connect_admin, ensure_topics, topic_name
 
 log = logging.getLogger(__name__)
+SHUTDOWN_SECONDS = 20.0  # each part of a stop: consumers leaving their groups, relays finishing a batch
 
 DEFINITIONS: dict[str, ServiceDefinition] = {d.name: d for d in (PLANS, REPORTING, NOTIFICATIONS, AWARDS)}
 
@@ -180,19 +180,29 @@ class Runtime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=SHUTDOWN_SECONDS)
+            if pending:
+                log.warning("periodic steps still running at stop", extra={"tasks": len(pending)})
         self._tasks.clear()
         for consumer in self.consumers:
             consumer.stopping.set()
-        await asyncio.gather(*(broker.stop() for broker in self.brokers.values()))
+        # A stop never hangs on a broker that does not answer: what is not done in time is left behind
+        # (uncommitted offsets are redelivered, unpublished outbox rows published by the next start).
+        await self._bounded(asyncio.gather(*(broker.stop() for broker in self.brokers.values())), "consumers")
         for relay in self.relays:
-            await relay.stop()
+            await self._bounded(relay.stop(), "outbox relay")
         for ctx in self.contexts.values():
             ctx.db.dispose()
         if self.local_broker is not None:
             await anyio.to_thread.run_sync(self.local_broker.stop)
         self.started = False
+
+    async def _bounded(self, step: Any, what: str) -> None:
+        try:
+            await asyncio.wait_for(step, timeout=SHUTDOWN_SECONDS)
+        except TimeoutError:
+            log.warning("stopping took too long; going on without it", extra={"step": what})
 
     # ------------------------------------------------------------ periodic steps
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from shared.errors import FieldError, InvalidInput
+from shared.events import MAX_PHASES
+
+# A phase number in a URL (…/phases/{phase_seq}/…).
+PhaseSeq = Annotated[int, Path(ge=1, le=MAX_PHASES)]
 
 
 def problem(status: int, errors: list[dict[str, Any]]) -> JSONResponse:

@@ -24,6 +24,10 @@ CONTENT_TYPE = "application/json"
 # ---------------------------------------------------------------- shared vocabulary
 
 
+# No plan has more phases than this: a bound that keeps every phase number inside the databases' integers.
+MAX_PHASES = 99
+
+
 class Level(StrEnum):
     """Levels of the federation tree (cấp)."""
 
@@ -135,7 +139,7 @@ class Phase(BaseModel):
     milestone whose date is not set yet (đến Đại hội …) has no end and no due date until it is."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_PHASES)
     label: str
     start: date
     end: date | None = None

@@ -17,6 +17,7 @@ DEAD_LETTER_REASONS = (
     "unknown_schema_version",
     "invalid_payload",
     "rule_violation",
+    "unauthorized",  # the producing unit may not do that (issue above itself, report for another)
     "handler_error",
 )
 

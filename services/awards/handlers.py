@@ -19,6 +19,7 @@ from shared.consumer import EventHandlers
 from shared.errors import EventRejected, FieldError
 from shared.events import (
     LEVEL_RANK,
+    MAX_PHASES,
     AwardDecided,
     AwardRevoked,
     Envelope,
@@ -58,7 +59,9 @@ class Nominate(BaseModel):
     nominee_kind: NomineeKind
     nominee_name: str = Field(min_length=1, max_length=300)
     nominee_unit_id: str | None = None
-    phase_seq: int | None = Field(default=None, ge=1)  # the phase it rewards; none: the whole plan
+    phase_seq: int | None = Field(
+        default=None, ge=1, le=MAX_PHASES
+    )  # the phase it rewards; none: the whole plan
     award: str = Field(min_length=1, max_length=100, examples=["tap_the_lao_dong_xuat_sac"])
     year: int | None = Field(default=None, ge=2000, le=2100)
     achievements: str = Field(default="", max_length=20_000)
@@ -526,9 +529,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         if uow.session.get(Nomination, made.nomination_id) is not None:
             return
         if envelope.unit != made.unit_id:
-            raise EventRejected(
-                "rule_violation", f"unit {envelope.unit} nominated on behalf of {made.unit_id}"
-            )
+            raise EventRejected("unauthorized", f"unit {envelope.unit} nominated on behalf of {made.unit_id}")
         command = Nominate.model_validate(made.model_dump(exclude={"nomination_id", "to_unit_id"}))
         try:
             nominate(uow, command, nomination_id=made.nomination_id)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from services.notifications.handlers import mark_posted
 from services.notifications.models import Delivery, Expectation, Preference
 from shared.errors import FieldError
+from shared.events import MAX_PHASES
 from shared.service import ServiceContext
 
 
@@ -34,7 +35,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         kind: str | None = None,
         channel: str | None = None,
         state: str | None = None,
-        limit: int = 1000,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[dict[str, Any]]:
         """The delivery log: who was told what, on which channel, and in what state it is."""
         with db.reading() as session:
@@ -91,7 +92,9 @@ def build_api(ctx: ServiceContext) -> APIRouter:
             return delivery.model_dump(exclude={"body"})
 
     @router.get("/plans/{plan_id}/expected")
-    def expected(plan_id: str, phase_seq: int | None = None) -> list[dict[str, Any]]:
+    def expected(
+        plan_id: str, phase_seq: Annotated[int | None, Query(ge=1, le=MAX_PHASES)] = None
+    ) -> list[dict[str, Any]]:
         """The reports owed on a plan as notifications sees them: reminders go to those not yet reported."""
         with db.reading() as session:
             query = select(Expectation).where(Expectation.plan_id == plan_id)

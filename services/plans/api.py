@@ -27,8 +27,8 @@ from services.plans.models import (
     SourceDocument,
 )
 from shared.documents import read_plan_document
-from shared.documents.edxml import EdxmlError, read_status, write_package
-from shared.documents.encoding import LegacyEncodingError
+from shared.documents.edxml import read_status, write_package
+from shared.documents.errors import DocumentError
 from shared.documents.paper import DOCX_MEDIA_TYPE, docx_name, render_plan_docx
 from shared.documents.plan_text import ParsedPlan
 from shared.errors import FieldError, InvalidInput
@@ -524,7 +524,5 @@ def reading_documents() -> Iterator[None]:
     """A document thidua will not read becomes a field error that says why."""
     try:
         yield
-    except LegacyEncodingError as error:
-        raise FieldError("document", "(legacy encoding)", str(error)) from error
-    except EdxmlError as error:
-        raise FieldError(error.field, "(edXML)", str(error)) from error
+    except DocumentError as error:
+        raise FieldError(error.field, "(document)", str(error)) from error

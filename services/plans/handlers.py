@@ -29,6 +29,7 @@ from shared.documents import document_id_of
 from shared.errors import EventRejected, FieldError
 from shared.events import (
     LEVEL_RANK,
+    MAX_PHASES,
     AwardQuota,
     DeadlineRule,
     Envelope,
@@ -66,7 +67,7 @@ class PhaseDraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
-    seq: int = Field(ge=1)
+    seq: int = Field(ge=1, le=MAX_PHASES)
     label: str
     start: date | None = None
     end: date | None = None
@@ -569,6 +570,22 @@ def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
     return len(targets), sum(t.acknowledged_at is not None for t in targets)
 
 
+def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None:
+    """A plan comes from the unit that issued it, and goes only to the units directly below it: a forged
+    PlanIssued (a grassroots unit "issuing" a city plan) is refused, whichever producer sent it."""
+    if envelope.unit != plan.issuer_unit_id:
+        raise EventRejected(
+            "unauthorized", f"unit {envelope.unit} sent a plan issued by {plan.issuer_unit_id}"
+        )
+    for target in plan.targets:
+        unit = unit_on(session, target.unit_id, plan.issued_on)
+        if unit is not None and unit.parent_id != plan.issuer_unit_id:
+            raise EventRejected(
+                "unauthorized",
+                f"{plan.issuer_unit_id} issued a plan to {target.unit_id}, which is not directly below it",
+            )
+
+
 def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
     """Keep a plan issued by another stack's registry (a province stack receiving the national plan)
     when it is sent to units registered here, so they can acknowledge and cascade it. Returns whether
@@ -799,6 +816,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     def cascade(uow: UnitOfWork, envelope: Envelope) -> None:
         plan = envelope.data
         assert isinstance(plan, PlanIssued)
+        check_issuer(uow.session, envelope, plan)
         if not receive_plan(uow, plan):
             return  # a plan of another stack's subtree: none of its units are registered here
         if not plan.auto_derive:
@@ -832,7 +850,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         ack = envelope.data
         assert isinstance(ack, PlanAcknowledged)
         if envelope.unit != ack.unit_id:
-            raise EventRejected("rule_violation", f"unit {envelope.unit} acknowledged for {ack.unit_id}")
+            raise EventRejected("unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}")
         if uow.session.get(Plan, ack.plan_id) is None:
             return  # a plan of another stack's subtree
         try:

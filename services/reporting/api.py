@@ -20,8 +20,9 @@ from services.reporting.handlers import (
     review,
 )
 from services.reporting.models import Consolidation, PlanView, Rejection, ReportVersion
+from shared.api import PhaseSeq
 from shared.errors import FieldError, InvalidInput
-from shared.events import ReportSubmitted, ReportValue
+from shared.events import MAX_PHASES, ReportSubmitted, ReportValue
 from shared.service import ServiceContext
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -33,7 +34,7 @@ class SubmitReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     plan_id: str
-    phase_seq: int = Field(ge=1)
+    phase_seq: int = Field(ge=1, le=MAX_PHASES)
     unit_id: str
     values: dict[str, ReportValue]
     narrative: str = Field(default="", max_length=20_000)
@@ -122,21 +123,21 @@ def build_api(ctx: ServiceContext) -> APIRouter:
             return [row.model_dump() for row in session.exec(query)]
 
     @router.get("/plans/{plan_id}/phases/{phase_seq}/completeness")
-    def get_completeness(plan_id: str, phase_seq: int) -> dict[str, Any]:
+    def get_completeness(plan_id: str, phase_seq: PhaseSeq) -> dict[str, Any]:
         """Expected, received, on time, late and missing reports, with the summed figures and how each
         is summed, for the plan's issuer and every unit directly below it."""
         with db.reading() as session:
             return completeness(session, _plan(session, plan_id, phase_seq), phase_seq, ctx.clock.today())
 
     @router.post("/plans/{plan_id}/phases/{phase_seq}/reviews", status_code=status.HTTP_204_NO_CONTENT)
-    def review_report(plan_id: str, phase_seq: int, body: ReviewReport) -> None:
+    def review_report(plan_id: str, phase_seq: PhaseSeq, body: ReviewReport) -> None:
         """Approve, return (with a reason) or accept a report sent on this plan by a unit below."""
         with db.transaction() as uow:
             _plan(uow.session, plan_id, phase_seq)
             review(uow, plan_id, phase_seq, body.unit_id, body.action, body.by_unit_id, body.reason)
 
     @router.post("/plans/{plan_id}/phases/{phase_seq}/consolidation", status_code=status.HTTP_201_CREATED)
-    def consolidate_now(plan_id: str, phase_seq: int) -> dict[str, Any]:
+    def consolidate_now(plan_id: str, phase_seq: PhaseSeq) -> dict[str, Any]:
         """The plan's issuer sends its subtree's consolidated report up now, complete or not (it is sent
         automatically once every expected report is in)."""
         with db.transaction() as uow:
@@ -144,7 +145,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
             return row.model_dump()
 
     @router.get("/plans/{plan_id}/phases/{phase_seq}/consolidations")
-    def list_consolidations(plan_id: str, phase_seq: int) -> list[dict[str, Any]]:
+    def list_consolidations(plan_id: str, phase_seq: PhaseSeq) -> list[dict[str, Any]]:
         """The consolidated reports the units below sent up on this plan."""
         with db.reading() as session:
             query = select(Consolidation).where(
@@ -157,7 +158,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {XLSX: {}}}},
     )
-    def export_xlsx(plan_id: str, phase_seq: int) -> Response:
+    def export_xlsx(plan_id: str, phase_seq: PhaseSeq) -> Response:
         """The consolidated report as an Excel workbook: one row per unit below, totals, how it adds up."""
         table = get_completeness(plan_id, phase_seq)
         filename = f"bao-cao-{plan_id[:8]}-dot-{phase_seq}.xlsx"
@@ -169,7 +170,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"text/csv": {}}}},
     )
-    def export_csv(plan_id: str, phase_seq: int) -> Response:
+    def export_csv(plan_id: str, phase_seq: PhaseSeq) -> Response:
         """The same table as CSV (UTF-8)."""
         table = get_completeness(plan_id, phase_seq)
         return Response(exports.to_csv(table), media_type="text/csv; charset=utf-8")

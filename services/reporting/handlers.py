@@ -327,7 +327,7 @@ def record_report(uow: UnitOfWork, envelope: Envelope) -> None:
     report = envelope.data
     assert isinstance(report, ReportSubmitted)
     if envelope.unit != report.unit_id:
-        raise EventRejected("rule_violation", f"unit {envelope.unit} submitted a report for {report.unit_id}")
+        raise EventRejected("unauthorized", f"unit {envelope.unit} submitted a report for {report.unit_id}")
     plan = uow.session.get(PlanView, report.plan_id)
     if plan is not None and uow.session.get(ReportVersion, report.report_id) is None:
         problems = report_problems(uow.session, plan, report)

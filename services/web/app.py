@@ -304,6 +304,27 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
             return page("import.html", officer, status=422, error=message)
         return page("import.html", officer, result=answer.json())
 
+    @router.post("/nhap-van-ban/{draft_id}/ban-hanh")
+    async def issue_draft(request: Request, draft_id: str) -> Response:
+        """Issue the draft read from a document, once the officer has checked it."""
+        officer = await signed_in(request)
+        if officer is None:
+            return to_sign_in(request)
+        draft = await api("GET", f"/plans/drafts/{draft_id}")
+        if draft.status_code != 200 or draft.json()["unit_id"] != officer.unit_id:
+            return page(
+                "message.html", officer, status=403, message="Dự thảo này không thuộc đơn vị của bạn."
+            )
+        answer = await api("POST", f"/plans/drafts/{draft_id}/issue")
+        if answer.status_code == 201:
+            return RedirectResponse(
+                f"/ke-hoach/{answer.json()['plan_id']}?tb={quote('Đã ban hành kế hoạch')}", 303
+            )
+        problems = answer.json().get("detail", [])
+        return page(
+            "import.html", officer, status=422, problems=problems if isinstance(problems, list) else []
+        )
+
     @router.get("/khen-thuong")
     async def nominations(request: Request) -> Response:
         officer = await signed_in(request)
@@ -311,11 +332,56 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
             return to_sign_in(request)
         rows = (await api("GET", "/awards/nominations")).json()
         rows = [
-            row
+            (await api("GET", f"/awards/nominations/{row['id']}")).json()
             for row in rows
             if row.get("unit_id") in officer.subtree or row.get("to_unit_id") == officer.unit_id
         ]
-        return page("nominations.html", officer, rows=rows)
+        quotas = []
+        for plan_id in dict.fromkeys(row["plan_id"] for row in rows if row["unit_id"] == officer.unit_id):
+            answer = await api("GET", f"/awards/plans/{plan_id}/quota", params={"unit_id": officer.unit_id})
+            if answer.status_code == 200:
+                quotas.append(answer.json())
+        return page(
+            "nominations.html", officer, rows=rows, quotas=quotas, flash=request.query_params.get("tb", "")
+        )
+
+    async def act_on_nomination(request: Request, path: str, body: dict[str, Any], done: str) -> Response:
+        officer = await signed_in(request)
+        if officer is None:
+            return to_sign_in(request)
+        answer = await api(
+            "POST", f"/awards/nominations/{path}", json={**body, "by_unit_id": officer.unit_id}
+        )
+        if answer.status_code >= 400:
+            detail = answer.json().get("detail", [])
+            done = "Không thực hiện được: " + (
+                detail[0]["message"] if isinstance(detail, list) and detail else str(detail)
+            )
+        return RedirectResponse(f"/khen-thuong?tb={quote(done)}", status_code=303)
+
+    @router.post("/khen-thuong/{nomination_id}/bo-phieu")
+    async def vote(
+        request: Request,
+        nomination_id: str,
+        members: Annotated[str, Form()],
+        yes: Annotated[str, Form()],
+        no: Annotated[str, Form()],
+    ) -> Response:
+        counts = [text.strip() for text in (members, yes, no)]
+        if not all(text.isdigit() for text in counts):
+            return RedirectResponse(f"/khen-thuong?tb={quote('Số phiếu phải là số nguyên')}", status_code=303)
+        ballot = dict(zip(("members", "yes", "no"), map(int, counts), strict=True))
+        return await act_on_nomination(request, f"{nomination_id}/votes", ballot, "Đã ghi kết quả bỏ phiếu")
+
+    @router.post("/khen-thuong/{nomination_id}/chuyen")
+    async def forward(request: Request, nomination_id: str) -> Response:
+        return await act_on_nomination(request, f"{nomination_id}/forward", {}, "Đã chuyển lên cấp trên")
+
+    @router.post("/khen-thuong/{nomination_id}/quyet-dinh")
+    async def decide(request: Request, nomination_id: str) -> Response:
+        return await act_on_nomination(
+            request, f"{nomination_id}/decision", {}, "Đã ra quyết định khen thưởng"
+        )
 
     return router
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from shared.documents.edxml import MAX_PACKAGE_BYTES, Attachment, EdxmlError, Organ, Package, read_package
 from shared.documents.encoding import decode
+from shared.documents.errors import DocumentError
 from shared.documents.paper import (
     DOCX_MEDIA_TYPE,
     PlanDocument,
@@ -45,11 +46,17 @@ def document_kind(data: bytes, filename: str = "") -> DocumentKind:
 
 
 def attachment_text(data: bytes, filename: str = "") -> str:
+    """The text of a file; a DOCX or PDF that cannot be opened is a DocumentError saying so."""
     kind = document_kind(data, filename)
-    if kind == "docx":
-        return docx_text(data)
-    if kind == "pdf":
-        return pdf_text(data)
+    try:
+        if kind == "docx":
+            return docx_text(data)
+        if kind == "pdf":
+            return pdf_text(data)
+    except Exception as error:  # the libraries raise many kinds for a damaged file
+        raise DocumentError(
+            "document", f"the file is not a readable {kind.upper()}: {error}"[:300]
+        ) from error
     return decode(data)
 
 

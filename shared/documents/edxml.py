@@ -20,6 +20,8 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from pydantic import BaseModel
 
+from shared.documents.errors import DocumentError
+
 NAMESPACE = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 OLD_NAMESPACE = "http://www.e-doc.vn/Schema/"
 NAMESPACES = (NAMESPACE, OLD_NAMESPACE)
@@ -36,12 +38,8 @@ STATUS_CODES = {
 StatusName = Literal["received", "refused", "accepted", "assigned", "processing", "done"]
 
 
-class EdxmlError(ValueError):
+class EdxmlError(DocumentError):
     """A package thidua will not read: which part, and why."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message)
 
 
 class Organ(BaseModel):

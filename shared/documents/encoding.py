@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from shared.documents.errors import DocumentError
+
 # TCVN 5712:1993 VN3 (lower-case letters; the upper-case ".VnTimeH" fonts reuse the same bytes).
 _TCVN3 = dict(
     zip(
@@ -27,8 +29,11 @@ _VNI_PAIR = re.compile(r"[aeiouyAEIOUY][øùûõïäâêåæçèéëì]")
 _VIETNAMESE = re.compile(r"[ăđĩũơưĂĐĨŨƠƯ\u1ea0-\u1ef9]")
 
 
-class LegacyEncodingError(ValueError):
+class LegacyEncodingError(DocumentError):
     """Text in a legacy encoding that thidua does not convert."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("document", message)
 
 
 def decode(data: bytes) -> str:

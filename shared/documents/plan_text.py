@@ -130,6 +130,8 @@ MISSPELLINGS = {
     "đầy mạnh": "đẩy mạnh",
     "phòng trào": "phong trào",
 }
+# Letters that look like Vietnamese ones but are not (typed on foreign keyboards, pasted from PDFs).
+LOOKALIKES = {"Ð": "Đ", "ð": "đ"}
 # The federation's body written with a plain D (LĐLD, LDLĐ, LDLD) instead of Đ.
 LDLD = re.compile(r"\bL[DĐ]L[DĐ]\b")
 NUMERIC_DATE = re.compile(r"\b(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{4})\b")
@@ -282,12 +284,28 @@ class PlanReader:
                     message=f"the text was typed in {self.encoding} and has been converted to Unicode",
                 )
             )
+        text = self._without_lookalikes(text)
         text = self._canonical_names(text)
         self.lines = self._without_debris(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
         self.text = "\n".join(self.lines)
         self.paragraphs = [clean(p) for p in re.split(r"\n\s*\n", self.text) if clean(p)]
 
     # -------------------------------------------------------------- clean-up with warnings
+
+    def _without_lookalikes(self, text: str) -> str:
+        """Ð (U+00D0, the Icelandic eth) looks like Đ (U+0110) but is another letter: read as Đ, and said."""
+        found = sorted({char for char in text if char in LOOKALIKES})
+        if not found:
+            return text
+        self.warnings.append(
+            Warning_(
+                code="lookalike",
+                message=f"{', '.join(f'{c} (U+{ord(c):04X})' for c in found)} read as "
+                f"{', '.join(f'{LOOKALIKES[c]} (U+{ord(LOOKALIKES[c]):04X})' for c in found)}",
+                text="".join(found),
+            )
+        )
+        return text.translate({ord(char): meant for char, meant in LOOKALIKES.items()})
 
     def _canonical_names(self, text: str) -> str:
         variants = Counter(match.group(0) for match in LDLD.finditer(text))

@@ -20,6 +20,7 @@ from shared.clock import ManualClock
 from shared.local_broker import free_port
 
 SCREENSHOTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
+SEED = next((Path(__file__).parent.parent / "fixtures" / "seeds").glob("000_*.txt"))
 UNITS = [
     {"id": "hn", "name": "LĐLĐ thành phố Hà Nội", "level": "province"},
     {"id": "lb", "name": "LĐLĐ quận Long Biên", "level": "district", "parent_id": "hn"},
@@ -186,13 +187,62 @@ async def test_officers_submit_and_review_reports_in_a_browser(runtime: Runtime,
         await see(page.locator("tr[data-unit='lb-1']")).to_contain_text("Đã duyệt")
         await shot(page, "07-quan-da-duyet")
 
+        # A plan document read in the browser: what was understood, the doubts highlighted, before issuing.
+        await page.get_by_role("link", name="Nhập văn bản").click()
+        await page.get_by_label("Văn bản").set_input_files(str(SEED))
+        await page.get_by_role("button", name="Đọc văn bản").click()
+        await see(page.locator(".warning").filter(has_text="inconsistent_name")).to_be_visible()
+        await see(page.get_by_role("cell", name="19/KH-LĐLĐ")).to_be_visible()
+        await shot(page, "08-nhap-van-ban")
+
+        # The council votes on Gia Thụy's nomination and the district decides it.
+        clock.set(local("2023-06-20"))  # after the deadline: the reports are judged on time or not
+        nomination = await expect(
+            api,
+            "POST",
+            "/awards/nominations",
+            201,
+            json={
+                "plan_id": plan_id,
+                "unit_id": "lb-1",
+                "nominee_kind": "collective",
+                "nominee_name": "CĐCS Trường THCS Gia Thụy",
+                "nominee_unit_id": "lb-1",
+                "award": "tap_the_lao_dong_xuat_sac",
+                "facts": {
+                    "members": 20,
+                    "members_completing": 20,
+                    "lao_dong_tien_tien": 15,
+                    "chien_si_thi_dua": 1,
+                },
+                "achievement_ids": ["gt-1"],
+            },
+        )
+
+        async def eligible() -> bool:
+            found = await expect(api, "GET", f"/awards/nominations/{nomination['nomination_id']}", 200)
+            return found["failed_rules"] == []
+
+        await wait_for(eligible, "awards to learn that Gia Thụy reported on time")
+        await page.get_by_role("link", name="Khen thưởng").click()
+        row = page.locator(f"tr[data-nomination='{nomination['nomination_id']}']")
+        await row.get_by_label("Số thành viên hội đồng").fill("9")
+        await row.get_by_label("Số phiếu đồng ý").fill("6")
+        await row.get_by_label("Số phiếu không đồng ý").fill("3")
+        await row.get_by_role("button", name="Bỏ phiếu").click()
+        await see(page.get_by_role("status")).to_contain_text("Đã ghi kết quả bỏ phiếu")
+        await row.get_by_role("button", name="Quyết định").click()
+        await see(page.get_by_role("status")).to_contain_text("Đã ra quyết định khen thưởng")
+        await see(row).to_contain_text("1/QĐ-lb")
+        await shot(page, "09-khen-thuong")
+
         # On a phone screen the page fits its width; wide tables scroll inside their box.
         phone = await browser.new_context(viewport={"width": 390, "height": 844}, locale="vi-VN")
         small = await phone.new_page()
         await sign_in(small, site, "quan")
         await small.goto(f"{site}/ke-hoach/{plan_id}")
         assert await small.evaluate("document.documentElement.scrollWidth") <= 390
-        await shot(small, "08-dien-thoai")
+        await shot(small, "10-dien-thoai")
         await browser.close()
 
     reviews = await expect(api, "GET", f"/reporting/plans/{plan_id}/phases/1/completeness", 200)

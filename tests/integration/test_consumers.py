@@ -127,7 +127,7 @@ async def test_redelivery_changes_nothing_and_poison_goes_to_the_dead_letter_top
 
         dead = await read_topic(bootstrap, dlq_name(reports_topic), expect=3)
         reasons = sorted(record["headers"]["dlq_reason"] for record in dead)
-        assert reasons == ["invalid_payload", "rule_violation", "unknown_type"]
+        assert reasons == ["invalid_payload", "unauthorized", "unknown_type"]
         assert all(record["headers"]["dlq_consumer"] == "reporting" for record in dead)
         assert {record["key"] for record in dead} == {b"lb-03"}
         shredded = next(r for r in dead if r["headers"]["dlq_reason"] == "unknown_type")
@@ -135,7 +135,7 @@ async def test_redelivery_changes_nothing_and_poison_goes_to_the_dead_letter_top
 
         rejected = (await client.get("/reporting/rejections", params={"unit_id": "lb-03"})).json()
         reasons = sorted(row["reasons"].split(":")[0] for row in rejected)
-        assert reasons == ["invalid_payload", "rule_violation"]
+        assert reasons == ["invalid_payload", "unauthorized"]
         assert any("lb-02 submitted a report for lb-03" in row["reasons"] for row in rejected)
 
         async def counted() -> str | None:  # the repeated records sit on other partitions than lb-03's
@@ -235,3 +235,70 @@ def test_log_lines_about_an_event_carry_its_ids_as_json(database_url: str, caplo
         assert formatted["reason"] == "invalid_payload"
     finally:
         db.dispose()
+
+
+async def test_a_forged_plan_is_refused_whoever_sends_it(settings: Settings) -> None:
+    """Event authority: a plan comes from its issuer and goes only to the units directly below it."""
+    runtime = Runtime(settings, ("plans",), clock=ManualClock(NOW))
+    await runtime.start()
+    bootstrap = runtime.bootstrap_servers
+    plans_topic = topic_name(settings.topic_prefix, "plans")
+    try:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(runtime, False)), base_url="http://t"
+        )
+        units = [
+            {"id": "hn", "name": "LĐLĐ thành phố Hà Nội", "level": "province"},
+            {"id": "lb", "name": "LĐLĐ quận Long Biên", "level": "district", "parent_id": "hn"},
+            {"id": "lb-1", "name": "CĐCS 1", "level": "grassroots", "parent_id": "lb"},
+            {"id": "lb-2", "name": "CĐCS 2", "level": "grassroots", "parent_id": "lb"},
+        ]
+        answer = await client.post(
+            "/plans/org/units", json=[{**u, "valid_from": "2020-01-01"} for u in units]
+        )
+        assert answer.status_code == 201
+
+        def issued(plan_id: str, issuer: str, by: str, targets: list[tuple[str, Level]]) -> Envelope:
+            data = plan().data.model_copy(
+                update={
+                    "plan_id": plan_id,
+                    "issuer_unit_id": issuer,
+                    "lineage": [],
+                    "targets": [Target(unit_id=u, name=u, level=level) for u, level in targets],
+                }
+            )
+            return Envelope.wrap(data, source="/elsewhere", unit=by, time=NOW, correlation_id=plan_id)
+
+        await produce_events(
+            bootstrap,
+            plans_topic,
+            [
+                issued(
+                    "city-by-a-grassroots", "hn", "lb-1", [("lb", Level.district)]
+                ),  # sent as someone else
+                issued("sideways", "lb-1", "lb-1", [("lb-2", Level.grassroots)]),  # to a unit not below it
+                issued(
+                    "district-plan", "lb", "lb", [("lb-1", Level.grassroots)]
+                ),  # a plan from another stack
+            ],
+        )
+
+        async def stored() -> bool:
+            return (await client.get("/plans/plans/district-plan")).status_code == 200
+
+        await eventually(stored)
+        dead = await read_topic(bootstrap, dlq_name(plans_topic), expect=2)
+        assert sorted(record["headers"]["dlq_reason"] for record in dead) == ["unauthorized", "unauthorized"]
+        details = " ".join(record["headers"]["dlq_detail"] for record in dead)
+        assert (
+            "unit lb-1 sent a plan issued by hn" in details
+            and "lb-2, which is not directly below it" in details
+        )
+        for plan_id in ("city-by-a-grassroots", "sideways"):
+            assert (await client.get(f"/plans/plans/{plan_id}")).status_code == 404
+        metrics = (await client.get("/metrics")).text
+        assert (
+            'thidua_dead_letters_total{consumer="plans",reason="unauthorized",stream="plans"} 2.0' in metrics
+        )
+    finally:
+        await runtime.stop()

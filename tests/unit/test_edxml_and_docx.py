@@ -24,6 +24,7 @@ from shared.documents.edxml import (
     write_package,
     write_status,
 )
+from shared.documents.errors import DocumentError
 from shared.documents.paper import DOCX_MEDIA_TYPE, ParentPlan, PlanDocument, render_plan_docx
 from shared.events import AwardQuota, DeadlineRule, Milestone, Phase, PlanIssued, Recipient, Signer, Target
 
@@ -262,3 +263,9 @@ def test_the_committed_sample_pair_is_what_thidua_writes_and_reads() -> None:
         "lb-1",
         "accepted",
     )
+
+
+def test_a_damaged_docx_is_refused_saying_so() -> None:
+    with pytest.raises(DocumentError, match="not a readable DOCX") as refused:
+        read_plan_document(b"PK\x03\x04 not really a zip", "plan.docx")
+    assert refused.value.field == "document"

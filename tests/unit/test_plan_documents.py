@@ -223,6 +223,7 @@ def test_a_well_formed_plan_has_no_warning() -> None:
             "5/KH-LĐLĐ",
         ),
         ("Tổ chức các phòng trào thi đua.", "spelling", "phòng trào"),
+        ("Báo cáo về LÐLÐ huyện.", "lookalike", "Ð"),
     ],
 )
 def test_each_doubt_is_a_warning_with_its_text(body: str, code: str, text: str) -> None:
