@@ -77,6 +77,30 @@ def serve(
 
 
 @app.command()
+def web(
+    api: ApiUrl = "http://127.0.0.1:8000",
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """The officers' pages alone, as a client of the APIs at --api (the gateway, when the services run
+    separately; `thidua up` serves the pages itself)."""
+    from fastapi import FastAPI
+
+    from services.web.app import build_web
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    pages = FastAPI(title="thidua — officers' pages", openapi_url=None)
+    pages.include_router(build_web(lambda: httpx.AsyncClient(base_url=api.rstrip("/"), timeout=60)))
+
+    @pages.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    uvicorn.run(pages, host=host or settings.http_host, port=port or settings.http_port, log_config=None)
+
+
+@app.command()
 def demo(
     keep: Annotated[Path | None, typer.Option(help="Keep the demo's databases in this folder")] = None,
     quiet: Annotated[bool, typer.Option(help="Only the table and the verdict")] = True,

@@ -222,6 +222,37 @@ def check_plan_verbs(base: str, tmp_path: Path) -> None:
     assert "revoked" in plan("show", plan_id).stdout
 
 
+def check_web_alone(base: str, tmp_path: Path) -> None:
+    """`thidua web` serves the officers' pages as a client of the APIs at --api, as compose runs it."""
+    port = free_port()
+    pages = subprocess.Popen(
+        [*THIDUA, "web", "--api", base, "--port", str(port)],
+        env=environment(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    site = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{site}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        officer = {"username": "hoankiem", "password": "mat-khau-an-toan"}
+        assert httpx.post(f"{base}/plans/org/units/hn-hk/officers", json=officer).status_code == 201
+        signed = httpx.post(f"{site}/dang-nhap", data=officer, follow_redirects=True)
+        assert signed.status_code == 200 and "Kế hoạch của tôi" in signed.text
+        assert "LĐLĐ quận Hoàn Kiếm" in signed.text
+        wrong = httpx.post(f"{site}/dang-nhap", data={**officer, "password": "sai-mat-khau"})
+        assert wrong.status_code == 401 and "Sai tên đăng nhập" in wrong.text
+    finally:
+        pages.terminate()
+        pages.wait(timeout=30)
+
+
 def test_up_serves_health_readiness_metrics_and_the_apis(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen(
@@ -255,6 +286,7 @@ def test_up_serves_health_readiness_metrics_and_the_apis(tmp_path: Path) -> None
         check_org_import_and_move(base, tmp_path)
         check_status(base, tmp_path)
         check_plan_verbs(base, tmp_path)
+        check_web_alone(base, tmp_path)
         openapi = httpx.get(f"{base}/openapi.json").json()
         assert "/reporting/reports" in openapi["paths"] and "/awards/nominations" in openapi["paths"]
         assert (tmp_path / "var" / "plans.db").exists()

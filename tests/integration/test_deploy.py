@@ -94,7 +94,13 @@ def test_compose_runs_each_service_with_settings_that_exist() -> None:
     served = {}
     for name, service in services.items():
         command = service.get("command")
-        if service.get("image") == "thidua:latest":
+        if service.get("image") == "thidua:latest" and command[0] == "web":
+            assert command[1:] == ["--api", "http://gateway:8080"], name  # the pages, through the gateway
+            assert (
+                "location / { proxy_pass http://web:8000; }"
+                in (DEPLOY / "gateway" / "nginx.conf").read_text()
+            )
+        elif service.get("image") == "thidua:latest":
             assert command[0] == "serve" and command[1] in SERVICES, name
             served[command[1]] = name
             environment = service["environment"]
