@@ -70,18 +70,26 @@ async def send_email(
     return Outcome("sent")
 
 
+def post(url: str | None, body: bytes, headers: dict[str, str], far_end: str) -> httpx.Response | Outcome:
+    """POST to another system: its answer, or a failed Outcome saying why (worth retrying)."""
+    assert url, f"no address configured for {far_end}"
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+    except httpx.HTTPError as error:
+        return Outcome("failed", f"{type(error).__name__}: {error}"[:500])
+    if response.status_code >= 400:
+        return Outcome("failed", f"{far_end} answered {response.status_code}: {response.text[:300]}")
+    return response
+
+
 def post_ioffice(settings: Settings, package: bytes, key: str) -> Outcome:
     """POST an edXML package to the exchange; a status message in the answer is kept."""
     headers = {"Content-Type": "application/xml", "Idempotency-Key": key}
     if settings.ioffice_token:
         headers["Authorization"] = f"Bearer {settings.ioffice_token.get_secret_value()}"
-    assert settings.ioffice_url
-    try:
-        response = httpx.post(settings.ioffice_url, content=package, headers=headers, timeout=30)
-    except httpx.HTTPError as error:
-        return Outcome("failed", f"{type(error).__name__}: {error}"[:500])
-    if response.status_code >= 400:
-        return Outcome("failed", f"the exchange answered {response.status_code}: {response.text[:300]}")
+    response = post(settings.ioffice_url, package, headers, "the exchange")
+    if isinstance(response, Outcome):
+        return response
     external = ""
     if response.content.lstrip().startswith(b"<"):
         try:
@@ -98,14 +106,8 @@ def post_webhook(settings: Settings, payload: dict[str, Any], key: str) -> Outco
     headers = {"Content-Type": "application/json", "Idempotency-Key": key}
     if settings.webhook_secret:
         headers["X-Thidua-Signature"] = signature(settings.webhook_secret.get_secret_value(), body)
-    assert settings.webhook_url
-    try:
-        response = httpx.post(settings.webhook_url, content=body, headers=headers, timeout=30)
-    except httpx.HTTPError as error:
-        return Outcome("failed", f"{type(error).__name__}: {error}"[:500])
-    if response.status_code >= 400:
-        return Outcome("failed", f"the webhook answered {response.status_code}")
-    return Outcome("sent")
+    response = post(settings.webhook_url, body, headers, "the webhook")
+    return response if isinstance(response, Outcome) else Outcome("sent")
 
 
 @dataclass(frozen=True)
