@@ -112,13 +112,16 @@ async def test_the_relay_publishes_in_order_and_replays_to_a_broker_that_lost_ev
                 await admin.delete_topics([topic])
             finally:
                 await admin.close()
-            replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
-            assert units_by_plan(replayed) == by_plan
+            # The relay notices the topic is gone and publishes it again; only then does a reader look
+            # (a reader asking for a missing topic would have the broker create it under the relay).
             await eventually(
                 lambda: asyncio.sleep(
                     0, metrics.outbox_replays.labels("plans", "topic_emptied")._value.get() >= 1
-                )
+                ),
+                timeout=60,
             )
+            replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
+            assert units_by_plan(replayed) == by_plan
         finally:
             await relay.stop()
             db.dispose()
