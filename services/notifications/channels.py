@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 
 from services.notifications.domain import signature
 from shared.documents.edxml import EdxmlError, read_status
-from shared.documents.paper import DOCX_MEDIA_TYPE
+from shared.documents.paper import DOCX_MEDIA_TYPE, file_stem
 from shared.settings import Settings
 
 
@@ -129,7 +128,7 @@ def write_paper_batch(
         writer = csv.writer(cover)
         writer.writerow(["STT", "Mã đơn vị", "Đơn vị nhận", "Văn bản", "Tệp", "Mã gửi"])
         for number, copy in enumerate(copies, start=1):
-            name = f"{safe(copy.unit_id)}.docx" if document else f"{safe(copy.unit_id)}.txt"
+            name = f"{file_stem(copy.unit_id)}.docx" if document else f"{file_stem(copy.unit_id)}.txt"
             writer.writerow([number, copy.unit_id, copy.unit_name, subject, name, copy.delivery_id])
             if document:
                 (partial / name).write_bytes(document.content)
@@ -143,5 +142,11 @@ def write_paper_batch(
     return folder
 
 
-def safe(name: str) -> str:
-    return re.sub(r"[^\w.-]+", "-", name).strip("-") or "x"
+def copies_in(cover: Path, leaving_out: set[str]) -> list[PaperCopy]:
+    """The copies a batch's cover list already holds (but those about to be written again)."""
+    with cover.open(encoding="utf-8-sig") as rows:
+        return [
+            PaperCopy(row["Mã gửi"], row["Mã đơn vị"], row["Đơn vị nhận"])
+            for row in csv.DictReader(rows)
+            if row["Mã gửi"] not in leaving_out
+        ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from shared.clock import LOCAL_TZ
 from shared.consumer import EventHandlers
 from shared.documents import document_id_of, plan_package
 from shared.documents.edxml import Organ, write_package
-from shared.documents.paper import ParentPlan, PlanDocument, docx_name, render_plan_docx
+from shared.documents.paper import ParentPlan, PlanDocument, docx_name, file_stem, render_plan_docx
 from shared.events import (
     AwardDecided,
     AwardRevoked,
@@ -64,11 +64,8 @@ class Message:
     plan_id: str | None = None  # the plan whose DOCX goes with a document (plan_issued, plan_amended)
 
 
-def plan_subject(plan: PlanIssued | dict[str, Any]) -> str:
-    number, title = (
-        (plan.number, plan.title) if isinstance(plan, PlanIssued) else (plan["number"], plan["title"])
-    )
-    return f"Kế hoạch số {number}: {title}"
+def plan_subject(plan: PlanIssued) -> str:
+    return f"Kế hoạch số {plan.number}: {plan.title}"
 
 
 def plan_recipients(plan: PlanIssued) -> list[str]:
@@ -150,13 +147,6 @@ def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
 
 
 # ------------------------------------------------------------------ queueing
-
-
-@dataclass
-class Outbox:
-    """What one transaction queued, for the metrics and the log."""
-
-    queued: list[Delivery] = field(default_factory=list)
 
 
 def configured_channels(settings: Settings) -> set[str]:
@@ -281,10 +271,14 @@ def delivered(uow: UnitOfWork, delivery: Delivery, error: str | None = None) -> 
 
 def remember_plan(session: Session, plan: PlanIssued) -> None:
     session.merge(PlanCopy(plan_id=plan.plan_id, event=plan.model_dump(mode="json")))
+    known = set(
+        session.exec(
+            select(Expectation.phase_seq, Expectation.unit_id).where(Expectation.plan_id == plan.plan_id)
+        ).all()
+    )
     for target in plan.targets:
         for phase in plan.phases:
-            key = (plan.plan_id, phase.seq, target.unit_id)
-            if session.get(Expectation, key) is None:
+            if (phase.seq, target.unit_id) not in known:
                 session.add(
                     Expectation(
                         plan_id=plan.plan_id,
@@ -631,7 +625,7 @@ def print_batches(ctx: ServiceContext, items: list[Prepared]) -> list[tuple[Prep
     for trigger, group in by_trigger.items():
         first = group[0].delivery
         stamp = first.created_at.astimezone(LOCAL_TZ).strftime("%Y-%m-%d")
-        folder = ctx.settings.paper_path / f"{stamp}_{channels.safe(first.subject[:40])}_{trigger[:8]}"
+        folder = ctx.settings.paper_path / f"{stamp}_{file_stem(first.subject[:40])}_{trigger[:8]}"
         existing = folder / "danh-sach-gui.csv"
         copies = [
             channels.PaperCopy(
@@ -642,7 +636,7 @@ def print_batches(ctx: ServiceContext, items: list[Prepared]) -> list[tuple[Prep
         if (
             existing.exists()
         ):  # a batch already written for this dispatch: add to it, keeping the earlier copies
-            copies = previous_copies(existing, {c.delivery_id for c in copies}) + copies
+            copies = channels.copies_in(existing, {c.delivery_id for c in copies}) + copies
         try:
             written = channels.write_paper_batch(
                 folder, first.subject, group[0].attachment, copies, first.body
@@ -652,17 +646,6 @@ def print_batches(ctx: ServiceContext, items: list[Prepared]) -> list[tuple[Prep
             continue
         done += [(item, channels.Outcome("sent", external_status=str(written))) for item in group]
     return done
-
-
-def previous_copies(cover: Path, leaving_out: set[str]) -> list[channels.PaperCopy]:
-    import csv
-
-    with cover.open(encoding="utf-8-sig") as rows:
-        return [
-            channels.PaperCopy(row["Mã gửi"], row["Mã đơn vị"], row["Đơn vị nhận"])
-            for row in csv.DictReader(rows)
-            if row["Mã gửi"] not in leaving_out
-        ]
 
 
 def dispatch(ctx: ServiceContext) -> int:

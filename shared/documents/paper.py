@@ -46,9 +46,14 @@ class PlanDocument(BaseModel):
     parent: ParentPlan | None = None
 
 
+def file_stem(text: str) -> str:
+    """Text made safe as a file name: 19/KH-LĐLĐ → 19-KH-LĐLĐ."""
+    return re.sub(r"[^\w.-]+", "-", text).strip("-") or "x"
+
+
 def docx_name(number: str) -> str:
     """A file name for a plan's DOCX: 19/KH-LĐLĐ → 19-KH-LĐLĐ.docx."""
-    return re.sub(r"[^\w.-]+", "-", number).strip("-") + ".docx"
+    return file_stem(number) + ".docx"
 
 
 def day_month_year(day: date) -> str:
