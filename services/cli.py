@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -33,6 +34,8 @@ plan_app = typer.Typer(help="Plans (kế hoạch): issue, follow, cascade, amend
 app.add_typer(plan_app, name="plan")
 award_app = typer.Typer(help="Nominations and awards (khen thưởng).", no_args_is_help=True)
 app.add_typer(award_app, name="award")
+bench_app = typer.Typer(help="Benchmarks on the real broker and database.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 # Off a terminal (piped, in CI) rich would wrap tables at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 120)
 
@@ -145,6 +148,51 @@ async def _run_demo(settings: Settings) -> list[str]:
         print_completeness(table, f"Kỳ 1 — {table['total']['name']}")
     console.print(f"Notifications delivered: {len(result['deliveries'])}")
     return flow.mismatches(result)
+
+
+@bench_app.command("national")
+def bench_national(
+    grassroots: Annotated[
+        int, typer.Option(min=10, help="Grassroots unions in the generated federation")
+    ] = 135_000,
+    database: Annotated[
+        str, typer.Option(help="'sqlite', or a PostgreSQL server URL on which fresh databases are made")
+    ] = "sqlite",
+    latency_rate: Annotated[float, typer.Option(min=1, help="Reports a second in the latency run")] = 2000.0,
+    latency_seconds: Annotated[float, typer.Option(min=1, help="How long the latency run lasts")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds any one step may take before the run fails")
+    ] = 900.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON only")] = False,
+) -> None:
+    """The national wave: a generated federation cascades a plan and reports one phase, on separate
+    service processes; waits until the national figures are exact and prints how fast that was."""
+    from services import bench
+
+    # Stopped from outside (SIGTERM): unwind, so the service processes and the broker stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    result = asyncio.run(
+        bench.run_national(
+            grassroots=grassroots,
+            database=database,
+            latency_rate=latency_rate,
+            latency_seconds=latency_seconds,
+            timeout=timeout,
+            show_progress=not as_json,
+        )
+    )
+    if as_json:
+        print(bench.as_json(result))
+        return
+    table = Table(
+        title=f"thidua bench national — {result.grassroots_units:,} grassroots unions, {result.database}"
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name, value in vars(result).items():
+        if name != "national_row":
+            table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    console.print(table)
 
 
 def print_completeness(table_data: dict[str, Any], title: str) -> None:

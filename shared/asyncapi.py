@@ -103,7 +103,7 @@ def asyncapi_document(
                 "channel": {"$ref": f"#/channels/{cls.stream}"},
                 "messages": [{"$ref": f"#/channels/{cls.stream}/messages/{cls.type_name()}"}],
             }
-        received = handlers[definition.name].handlers
+        received = {**handlers[definition.name].handlers, **handlers[definition.name].batch_handlers}
         group = f"{prefix}.{definition.name}"
         for consumed in sorted({EVENT_TYPES[name].stream for name in received}):
             names = sorted(name for name in received if EVENT_TYPES[name].stream == consumed)

@@ -3,7 +3,9 @@
 A service registers a handler per event type. Its consumer takes batches from Kafka and, in one
 database transaction per batch:
 - skips events its inbox already holds (a redelivery changes nothing, and is counted);
-- applies each new event in its own savepoint and records it in the inbox;
+- applies each new event in its own savepoint and records it in the inbox; a handler written for many
+  events at once (set-based: a few queries for hundreds of reports) gets each run of its events together,
+  and when it fails on the run, each of them again alone, so one bad event still only dead-letters itself;
 - sends records that can never be processed (not an event, unknown type or schema version, a broken
   rule, a handler that keeps failing on it) to `<topic>.dlq` through the outbox, with the reason;
 - runs the service's end-of-batch steps (set-based work such as aggregation), then commits.
@@ -34,6 +36,8 @@ from shared.storage import Database, InboxRecord, UnitOfWork
 log = logging.getLogger(__name__)
 
 Handler = Callable[[UnitOfWork, Envelope], None]
+# Applies many events of its types at once; returns the events it refuses (by event id), with why.
+BatchHandler = Callable[[UnitOfWork, list[Envelope]], dict[str, EventRejected]]
 BatchStep = Callable[[UnitOfWork], None]
 RejectionStep = Callable[[UnitOfWork, "Record", EventRejected], None]
 
@@ -82,6 +86,7 @@ class EventHandlers:
 
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
+        self.batch_handlers: dict[str, BatchHandler] = {}
         self.batch_steps: list[BatchStep] = []
         self.rejection_steps: list[RejectionStep] = []
 
@@ -89,6 +94,16 @@ class EventHandlers:
         def register(handler: Handler) -> Handler:
             for event_type in event_types:
                 self.handlers[event_type.type_name()] = handler
+            return handler
+
+        return register
+
+    def on_many(self, *event_types: type[Event]) -> Callable[[BatchHandler], BatchHandler]:
+        """Register a handler that applies a run of events of these types in one go."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            for event_type in event_types:
+                self.batch_handlers[event_type.type_name()] = handler
             return handler
 
         return register
@@ -106,7 +121,12 @@ class EventHandlers:
     def streams(self) -> list[str]:
         from shared.events import EVENT_TYPES
 
-        return sorted({EVENT_TYPES[name].stream for name in self.handlers})
+        return sorted({EVENT_TYPES[name].stream for name in [*self.handlers, *self.batch_handlers]})
+
+
+def _refuse_one(refused: dict[str, EventRejected], envelope: Envelope) -> None:
+    if envelope.id in refused:
+        raise refused[envelope.id]
 
 
 class _RetryBatch(Exception):
@@ -168,21 +188,70 @@ class BatchConsumer:
         with self.db.transaction() as uow:
             ids = [record.event_id for record, _ in decoded]
             seen = self._already_processed(uow, ids)
+            run: list[tuple[Record, Envelope]] = []
+            run_handler: BatchHandler | None = None
             for record, item in decoded:
                 event_id = record.event_id
                 if event_id in seen:
                     self.metrics.inbox_duplicates.labels(self.name).inc()
                     continue
                 seen.add(event_id)
+                many = (
+                    None if isinstance(item, EventRejected) else self.handlers.batch_handlers.get(item.type)
+                )
+                if run and many is not run_handler:
+                    self._apply_run(uow, run, run_handler)  # type: ignore[arg-type]
+                    run = []
                 if isinstance(item, EventRejected):
                     self._dead_letter(uow, record, item)
+                    continue
+                if many is not None:
+                    run_handler = many
+                    run.append((record, item))
                     continue
                 handler = self.handlers.handlers.get(item.type)
                 if handler is None:
                     continue  # an event of that stream this service has no use for
                 self._apply_one(uow, record, item, handler)
+            if run:
+                self._apply_run(uow, run, run_handler)  # type: ignore[arg-type]
             for step in self.handlers.batch_steps:
                 step(uow)
+
+    def _apply_run(self, uow: UnitOfWork, run: list[tuple[Record, Envelope]], handler: BatchHandler) -> None:
+        """A run of events for a set-based handler: applied together in one savepoint, their inbox rows
+        written in one statement; if the handler fails on the run, each event is tried alone."""
+        session = uow.session
+        try:
+            with session.begin_nested():
+                refused = handler(uow, [envelope for _, envelope in run])
+                now = uow.clock.now()
+                accepted = [envelope for _, envelope in run if envelope.id not in refused]
+                if accepted:
+                    session.execute(
+                        sa.insert(InboxRecord),
+                        [
+                            {
+                                "consumer": self.name,
+                                "event_id": e.id,
+                                "outcome": "processed",
+                                "processed_at": now,
+                            }
+                            for e in accepted
+                        ],
+                    )
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:
+            log.warning("batch handler failed; applying its events one by one", exc_info=True)
+            for record, envelope in run:
+                self._apply_one(uow, record, envelope, lambda u, e: _refuse_one(handler(u, [e]), e))
+            return
+        for record, envelope in run:
+            if envelope.id in refused:
+                self._dead_letter(uow, record, refused[envelope.id])
+            else:
+                self.metrics.events_processed.labels(self.name, envelope.type).inc()
 
     def _apply_one(self, uow: UnitOfWork, record: Record, envelope: Envelope, handler: Handler) -> None:
         session = uow.session

@@ -8,7 +8,7 @@ the events it causes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from shared.clock import Clock
 from shared.events import Envelope, Event, to_kafka
@@ -70,10 +70,29 @@ class RelayState(SQLModel, table=True):
 
 
 PLUMBING_TABLES = ("outbox", "inbox", "relay_state")
+CHUNK = 500  # values per IN (…) list: well under every database's limit on parameters
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints."""
+def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    """Distinct values, sorted, in lists of at most CHUNK."""
+    ordered = sorted(set(values))
+    for start in range(0, len(ordered), CHUNK):
+        yield ordered[start : start + CHUNK]
+
+
+def rows_in(session: Session, column: Any, values: Iterable[Any], *where: Any) -> list[Any]:
+    """The rows of `column`'s table whose `column` is one of `values` (and that match `where`), read in a
+    few queries however many values there are: set-based work instead of one query per event."""
+    model = column.class_
+    found: list[Any] = []
+    for part in chunks(values):
+        found.extend(session.exec(select(model).where(col(column).in_(part), *where)).all())
+    return found
+
+
+def make_engine(url: str, writes: bool = True) -> Engine:
+    """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints, and its
+    writing transactions take the write lock at once (readers, with WAL, never wait for a writer)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -94,7 +113,7 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
             # Take the write lock up front: a reader that later writes cannot then fail to upgrade.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -188,6 +207,7 @@ class Database:
     def __init__(self, url: str, *, source: str, prefix: str, clock: Clock) -> None:
         self.url = url
         self.engine = make_engine(url)
+        self.reader = make_engine(url, writes=False) if url.startswith("sqlite") else self.engine
         self.source = source
         self.prefix = prefix
         self.clock = clock
@@ -224,8 +244,10 @@ class Database:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        """A session that only reads (on SQLite it does not wait for, nor hold up, a writer)."""
+        with Session(self.reader, expire_on_commit=False) as session:
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.reader.dispose()

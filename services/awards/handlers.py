@@ -33,7 +33,7 @@ from shared.events import (
     ReportSubmitted,
 )
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, utc
+from shared.storage import UnitOfWork, rows_in, utc
 
 
 class NomineeFacts(BaseModel):
@@ -462,14 +462,16 @@ def statistics(session: Session, plan_id: str | None = None) -> dict[str, Any]:
 def build_handlers(ctx: ServiceContext) -> EventHandlers:
     handlers = EventHandlers()
 
-    @handlers.on(OrgUnitRegistered)
-    def record_unit(uow: UnitOfWork, envelope: Envelope) -> None:
-        unit = envelope.data.unit  # type: ignore[attr-defined]
-        row = uow.session.get(AwardUnit, unit.id) or AwardUnit(
-            unit_id=unit.id, name=unit.name, level=unit.level.value
-        )
-        row.name, row.level, row.parent_id = unit.name, unit.level.value, unit.parent_id
-        uow.session.add(row)
+    @handlers.on_many(OrgUnitRegistered)
+    def record_units(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+        units = [envelope.data.unit for envelope in envelopes]  # type: ignore[attr-defined]
+        known = {row.unit_id: row for row in rows_in(uow.session, AwardUnit.unit_id, [u.id for u in units])}
+        for unit in units:
+            row = known.get(unit.id) or AwardUnit(unit_id=unit.id, name=unit.name, level=unit.level.value)
+            row.name, row.level, row.parent_id = unit.name, unit.level.value, unit.parent_id
+            known[unit.id] = row
+            uow.session.add(row)
+        return {}
 
     @handlers.on(PlanIssued)
     def record_plan(uow: UnitOfWork, envelope: Envelope) -> None:
@@ -497,29 +499,38 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
             plan.phases = [phase.model_dump(mode="json") for phase in amended.phases]
             uow.session.add(plan)
 
-    @handlers.on(ReportSubmitted)
-    def record_report(uow: UnitOfWork, envelope: Envelope) -> None:
+    @handlers.on_many(ReportSubmitted)
+    def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
         """The first report of a unit on a phase (by when it was sent) decides whether it was on time."""
-        report = envelope.data
-        assert isinstance(report, ReportSubmitted)
-        plan = uow.session.get(AwardPlan, report.plan_id)
-        if plan is None:
-            return
-        due = next((p.get("report_due") for p in plan.phases if p["seq"] == report.phase_seq), None)
-        key = (plan.campaign_id, report.unit_id, report.phase_seq)
-        row = uow.session.get(ReportRecord, key)
-        if row is not None and utc(row.first_submitted_at) <= report.submitted_at:
-            return
-        on_time = bool(due) and report.submitted_at.astimezone(LOCAL_TZ).date() <= date.fromisoformat(due)
-        row = row or ReportRecord(
-            campaign_id=key[0],
-            unit_id=key[1],
-            phase_seq=key[2],
-            on_time=on_time,
-            first_submitted_at=report.submitted_at,
-        )
-        row.on_time, row.first_submitted_at = on_time, report.submitted_at
-        uow.session.add(row)
+        session = uow.session
+        reports = [envelope.data for envelope in envelopes]
+        plans = {p.plan_id: p for p in rows_in(session, AwardPlan.plan_id, [r.plan_id for r in reports])}  # type: ignore[attr-defined]
+        campaigns = col(ReportRecord.campaign_id).in_(sorted({p.campaign_id for p in plans.values()}))
+        rows = {
+            (row.campaign_id, row.unit_id, row.phase_seq): row
+            for row in rows_in(session, ReportRecord.unit_id, [r.unit_id for r in reports], campaigns)  # type: ignore[attr-defined]
+        }
+        for report in reports:
+            assert isinstance(report, ReportSubmitted)
+            plan = plans.get(report.plan_id)
+            if plan is None:
+                continue
+            due = next((p.get("report_due") for p in plan.phases if p["seq"] == report.phase_seq), None)
+            key = (plan.campaign_id, report.unit_id, report.phase_seq)
+            row = rows.get(key)
+            if row is not None and utc(row.first_submitted_at) <= report.submitted_at:
+                continue
+            on_time = bool(due) and report.submitted_at.astimezone(LOCAL_TZ).date() <= date.fromisoformat(due)
+            row = rows[key] = row or ReportRecord(
+                campaign_id=key[0],
+                unit_id=key[1],
+                phase_seq=key[2],
+                on_time=on_time,
+                first_submitted_at=report.submitted_at,
+            )
+            row.on_time, row.first_submitted_at = on_time, report.submitted_at
+            session.add(row)
+        return {}
 
     @handlers.on(NominationMade)
     def record_nomination(uow: UnitOfWork, envelope: Envelope) -> None:

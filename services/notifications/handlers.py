@@ -20,6 +20,7 @@ from shared.consumer import EventHandlers
 from shared.documents import document_id_of, plan_package
 from shared.documents.edxml import Organ, write_package
 from shared.documents.paper import ParentPlan, PlanDocument, docx_name, file_stem, render_plan_docx
+from shared.errors import EventRejected
 from shared.events import (
     AwardDecided,
     AwardRevoked,
@@ -42,7 +43,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import UnitOfWork
+from shared.storage import UnitOfWork, rows_in
 
 log = logging.getLogger(__name__)
 TEMPLATES = Environment(
@@ -162,6 +163,45 @@ def preference(session: Session, unit_id: str, settings: Settings) -> Preference
     return session.get(Preference, unit_id) or Preference(unit_id=unit_id, digest=settings.reminder_digest)
 
 
+@dataclass
+class Known:
+    """What queueing a fan-out needs, read for all its recipients at once (an event to 200 units is a few
+    queries, not 600): their contacts and preferences, and which deliveries exist already."""
+
+    contacts: dict[str, Contact | None]
+    preferences: dict[str, Preference | None]
+    checked: set[str]  # delivery ids looked up
+    existing: set[str]  # delivery ids that exist
+
+    def contact(self, session: Session, unit_id: str) -> Contact | None:
+        return self.contacts[unit_id] if unit_id in self.contacts else session.get(Contact, unit_id)
+
+    def preference(self, session: Session, unit_id: str, settings: Settings) -> Preference:
+        found = self.preferences[unit_id] if unit_id in self.preferences else session.get(Preference, unit_id)
+        return found or Preference(unit_id=unit_id, digest=settings.reminder_digest)
+
+    def exists(self, session: Session, delivery_id: str) -> bool:
+        if delivery_id in self.checked:
+            return delivery_id in self.existing
+        return session.get(Delivery, delivery_id) is not None
+
+
+def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Known:
+    """Read, in a few queries, what queueing `messages` for `trigger_id` will ask about."""
+    session = uow.session
+    units = {message.recipient_unit_id for message in messages}
+    contacts = {c.unit_id: c for c in rows_in(session, Contact.unit_id, units)}
+    preferences = {p.unit_id: p for p in rows_in(session, Preference.unit_id, units)}
+    ids = {domain.delivery_id(trigger_id, unit, channel.value) for unit in units for channel in Channel}
+    existing = {d.id for d in rows_in(session, Delivery.id, ids)}
+    return Known(
+        contacts={unit: contacts.get(unit) for unit in units},
+        preferences={unit: preferences.get(unit) for unit in units},
+        checked=ids,
+        existing=existing,
+    )
+
+
 def enqueue(
     ctx: ServiceContext,
     uow: UnitOfWork,
@@ -170,17 +210,19 @@ def enqueue(
     message: Message,
     body: str | None = None,
     after: str | None = None,
+    known: Known | None = None,
 ) -> Delivery | None:
     """Queue a message on the first channel that reaches its recipient (after `after`, when falling back),
     once: a second call for the same trigger, recipient and channel does nothing. Reminders wait out the
     quiet hours. Another system's webhook, when configured, is told too."""
     settings, session = ctx.settings, uow.session
+    known = known or known_for(uow, trigger_id, [message])
     if (
         message.kind in settings.listed(settings.optional_kinds)
-        and message.kind in preference(session, message.recipient_unit_id, settings).opted_out
+        and message.kind in known.preference(session, message.recipient_unit_id, settings).opted_out
     ):
         return None
-    contact = session.get(Contact, message.recipient_unit_id)
+    contact = known.contact(session, message.recipient_unit_id)
     kind_order = (
         settings.document_channels if message.kind in domain.DOCUMENT_KINDS else settings.message_channels
     )
@@ -193,9 +235,9 @@ def enqueue(
     )
     if channel is None:
         return None
-    delivery = queue_on(ctx, uow, trigger_id, trigger_type, message, channel, contact, body)
+    delivery = queue_on(ctx, uow, trigger_id, trigger_type, message, channel, contact, body, known)
     if after is None and settings.webhook_url:
-        queue_on(ctx, uow, trigger_id, trigger_type, message, Channel.webhook.value, contact, body)
+        queue_on(ctx, uow, trigger_id, trigger_type, message, Channel.webhook.value, contact, body, known)
     return delivery
 
 
@@ -208,10 +250,13 @@ def queue_on(
     channel: str,
     contact: Contact | None,
     body: str | None,
+    known: Known,
 ) -> Delivery | None:
     key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
-    if uow.session.get(Delivery, key) is not None:
+    if known.exists(uow.session, key):
         return None
+    known.checked.add(key)
+    known.existing.add(key)
     now = uow.clock.now()
     wait = None
     if message.kind in domain.REMINDER_KINDS:
@@ -309,18 +354,17 @@ def replan(session: Session, plan_id: str, phases: list[Any], changes: dict[str,
 def build_handlers(ctx: ServiceContext) -> EventHandlers:
     handlers = EventHandlers()
 
-    @handlers.on(OrgUnitRegistered)
-    def register_contact(uow: UnitOfWork, envelope: Envelope) -> None:
-        unit = envelope.data.unit
-        uow.session.merge(
-            Contact(
-                unit_id=unit.id,
-                name=unit.name,
-                parent_id=unit.parent_id,
-                email=unit.email,
-                has_ioffice=unit.has_ioffice,
-            )
-        )
+    @handlers.on_many(OrgUnitRegistered)
+    def register_contacts(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+        units = [envelope.data.unit for envelope in envelopes]  # type: ignore[attr-defined]
+        known = {c.unit_id: c for c in rows_in(uow.session, Contact.unit_id, [unit.id for unit in units])}
+        for unit in units:
+            contact = known.get(unit.id) or Contact(unit_id=unit.id, name=unit.name)
+            contact.name, contact.parent_id = unit.name, unit.parent_id
+            contact.email, contact.has_ioffice = unit.email, unit.has_ioffice
+            known[unit.id] = contact
+            uow.session.add(contact)
+        return {}
 
     @handlers.on(OrgUnitMoved)
     def move_contact(uow: UnitOfWork, envelope: Envelope) -> None:
@@ -333,13 +377,17 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     def rescheduled(uow: UnitOfWork, envelope: Envelope) -> None:
         replan(uow.session, envelope.data.plan_id, envelope.data.phases, {})
 
-    @handlers.on(ReportSubmitted)
-    def reported(uow: UnitOfWork, envelope: Envelope) -> None:
-        data = envelope.data
-        expectation = uow.session.get(Expectation, (data.plan_id, data.phase_seq, data.unit_id))
-        if expectation is not None and not expectation.reported:
-            expectation.reported = True
-            uow.session.add(expectation)
+    @handlers.on_many(ReportSubmitted)
+    def reported(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+        """Units that reported are not reminded: a batch of reports in one read and one update."""
+        keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
+        plan_ids = col(Expectation.plan_id).in_(sorted({key[0] for key in keys}))
+        for expectation in rows_in(uow.session, Expectation.unit_id, [key[2] for key in keys], plan_ids):
+            key = (expectation.plan_id, expectation.phase_seq, expectation.unit_id)
+            if key in keys and not expectation.reported:
+                expectation.reported = True
+                uow.session.add(expectation)
+        return {}
 
     @handlers.on(
         PlanIssued,
@@ -362,8 +410,10 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
             if data.award_quota:
                 changes["award_quota"] = data.award_quota.model_dump(mode="json")
             replan(uow.session, data.plan_id, data.phases, changes)
-        for message in messages_for(envelope, uow.session):
-            enqueue(ctx, uow, envelope.id, envelope.type, message)
+        messages = messages_for(envelope, uow.session)
+        known = known_for(uow, envelope.id, messages)
+        for message in messages:
+            enqueue(ctx, uow, envelope.id, envelope.type, message, known=known)
         if isinstance(data, PlanRevoked):
             copy = uow.session.get(PlanCopy, data.plan_id)
             if copy is not None:

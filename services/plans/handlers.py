@@ -57,7 +57,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import Database, UnitOfWork
+from shared.storage import Database, UnitOfWork, rows_in
 
 
 class PhaseDraft(BaseModel):
@@ -122,6 +122,13 @@ def unit_on(session: Session, unit_id: str, on: date) -> OrgUnitVersion | None:
     ).first()
 
 
+def units_on(session: Session, unit_ids: list[str], on: date) -> dict[str, OrgUnitVersion]:
+    """The versions of units in force on a day, by unit (units unknown that day are left out)."""
+    in_force = sa.or_(col(OrgUnitVersion.valid_to).is_(None), col(OrgUnitVersion.valid_to) > on)
+    rows = rows_in(session, OrgUnitVersion.unit_id, unit_ids, col(OrgUnitVersion.valid_from) <= on, in_force)
+    return {row.unit_id: row for row in rows}
+
+
 def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion]:
     """The units directly below `unit_id` on a day, in id order."""
     return list(
@@ -137,9 +144,12 @@ def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion
 def subtree(session: Session, unit_id: str, on: date) -> list[str]:
     """The unit and every unit below it on a day."""
     found, frontier = [unit_id], [unit_id]
+    seen = {unit_id}
     while frontier:
         frontier = [child.unit_id for parent in frontier for child in children_on(session, parent, on)]
-        found += [unit for unit in frontier if unit not in found]
+        frontier = [unit for unit in frontier if unit not in seen]
+        seen.update(frontier)
+        found += frontier
     return found
 
 
@@ -153,12 +163,13 @@ def current_levels(session: Session) -> dict[str, Level]:
 def register_units(uow: UnitOfWork, units: list[OrgUnit]) -> int:
     """Register new units (or new details of known ones); publishes OrgUnitRegistered for each."""
     domain.check_tree(units, current_levels(uow.session))
+    open_ended = col(OrgUnitVersion.valid_to).is_(None)
+    versions = {
+        row.unit_id: row
+        for row in rows_in(uow.session, OrgUnitVersion.unit_id, [u.id for u in units], open_ended)
+    }
     for unit in units:
-        current = uow.session.exec(
-            select(OrgUnitVersion).where(
-                OrgUnitVersion.unit_id == unit.id, col(OrgUnitVersion.valid_to).is_(None)
-            )
-        ).first()
+        current = versions.pop(unit.id, None)
         if current is not None:
             if current.parent_id != unit.parent_id:
                 raise FieldError(
@@ -562,12 +573,12 @@ def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
         for other in session.exec(select(Plan).where(Plan.campaign_id == plan.campaign_id))
         if other.id == plan_id or any(ref["plan_id"] == plan_id for ref in other.lineage)
     ]
-    targets = session.exec(
-        select(PlanTarget).where(
+    sent, deployed = session.exec(
+        select(sa.func.count(), sa.func.count(col(PlanTarget.acknowledged_at))).where(
             col(PlanTarget.plan_id).in_(cascade), PlanTarget.level == Level.grassroots.value
         )
-    ).all()
-    return len(targets), sum(t.acknowledged_at is not None for t in targets)
+    ).one()
+    return int(sent), int(deployed)
 
 
 def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None:
@@ -577,8 +588,9 @@ def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None
         raise EventRejected(
             "unauthorized", f"unit {envelope.unit} sent a plan issued by {plan.issuer_unit_id}"
         )
+    in_force = units_on(session, [target.unit_id for target in plan.targets], plan.issued_on)
     for target in plan.targets:
-        unit = unit_on(session, target.unit_id, plan.issued_on)
+        unit = in_force.get(target.unit_id)
         if unit is not None and unit.parent_id != plan.issuer_unit_id:
             raise EventRejected(
                 "unauthorized",
@@ -593,7 +605,8 @@ def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
     session = uow.session
     if session.get(Plan, plan.plan_id) is not None:
         return True
-    known = [target for target in plan.targets if unit_on(session, target.unit_id, plan.issued_on)]
+    in_force = units_on(session, [target.unit_id for target in plan.targets], plan.issued_on)
+    known = [target for target in plan.targets if target.unit_id in in_force]
     if not known:
         return False
     store_plan(uow, plan, received=True, targets=known)
@@ -845,20 +858,52 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         for child in uow.session.exec(select(Plan.id).where(Plan.parent_plan_id == revoked.plan_id)).all():
             revoke_plan(uow, child, reason, cause=envelope)
 
-    @handlers.on(PlanAcknowledged)
-    def record_acknowledgement(uow: UnitOfWork, envelope: Envelope) -> None:
+    handlers.on_many(PlanAcknowledged)(record_acknowledgements)
+    return handlers
+
+
+def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+    """Acknowledgements from the units' own systems, a whole batch in a few statements; returns the
+    refused ones: for another unit, for a plan no longer in force, or from a unit it was not sent to."""
+    session = uow.session
+    acks = [envelope.data for envelope in envelopes]
+    plan_ids = sorted({ack.plan_id for ack in acks})  # type: ignore[attr-defined]
+    plans = {plan.id: plan for plan in session.exec(select(Plan).where(col(Plan.id).in_(plan_ids)))}
+    targets: dict[tuple[str, str], PlanTarget] = {}
+    units = sorted({ack.unit_id for ack in acks})  # type: ignore[attr-defined]
+    for start in range(0, len(units), 500):
+        for target in session.exec(
+            select(PlanTarget).where(
+                col(PlanTarget.plan_id).in_(plan_ids), col(PlanTarget.unit_id).in_(units[start : start + 500])
+            )
+        ):
+            targets[(target.plan_id, target.unit_id)] = target
+    refused: dict[str, EventRejected] = {}
+    now = uow.clock.now()
+    for envelope in envelopes:
         ack = envelope.data
         assert isinstance(ack, PlanAcknowledged)
+        plan = plans.get(ack.plan_id)
+        target = targets.get((ack.plan_id, ack.unit_id))
         if envelope.unit != ack.unit_id:
-            raise EventRejected("unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}")
-        if uow.session.get(Plan, ack.plan_id) is None:
-            return  # a plan of another stack's subtree
-        try:
-            acknowledge(uow, ack.plan_id, ack.unit_id, causation=envelope)
-        except FieldError as error:
-            raise EventRejected("rule_violation", str(error)) from error
-
-    return handlers
+            refused[envelope.id] = EventRejected(
+                "unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}"
+            )
+        elif plan is None:
+            continue  # a plan of another stack's subtree
+        elif plan.status not in LIVE:
+            refused[envelope.id] = EventRejected(
+                "rule_violation",
+                str(FieldError("plan_id", ack.plan_id, f"a plan in force (this one is {plan.status})")),
+            )
+        elif target is None:
+            refused[envelope.id] = EventRejected(
+                "rule_violation", str(FieldError("unit_id", ack.unit_id, "a unit the plan was sent to"))
+            )
+        elif target.acknowledged_at is None:
+            target.acknowledged_at = now
+            session.add(target)
+    return refused
 
 
 def run_phase_scheduler(ctx: ServiceContext) -> int:

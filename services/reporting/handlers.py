@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -45,7 +46,7 @@ from shared.events import (
 )
 from shared.metrics import Metrics
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, utc
+from shared.storage import UnitOfWork, chunks, rows_in, utc
 
 ReportKey = tuple[str, int, str]  # plan, phase, unit
 AggregateKey = tuple[str, int, str]  # campaign, phase, unit
@@ -74,71 +75,92 @@ def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
 # ------------------------------------------------------------------ who reports where
 
 
-def parent_on(session: Session, unit_id: str, day: date) -> str | None:
-    """The unit's parent on a day, as far as reporting has heard (None when it has not)."""
-    row = session.exec(
-        select(UnitParent)
-        .where(UnitParent.unit_id == unit_id, col(UnitParent.valid_from) <= day)
-        .order_by(col(UnitParent.valid_from).desc())
-    ).first()
-    return row.parent_id if row else None
+def parent_from(history: list[UnitParent], day: date) -> str | None:
+    """The unit's parent on a day, from its known parents by the day each took effect (None when reporting
+    has not heard of it yet)."""
+    known = [row for row in history if row.valid_from <= day]
+    return max(known, key=lambda row: row.valid_from).parent_id if known else None
 
 
 def retarget(uow: UnitOfWork, units: set[str]) -> None:
     """Decide, for each unit and phase, which plan of its cascade level it reports on: the plan of its
-    parent when the phase starts, or else the plan it was sent. Changed targets are refreshed."""
+    parent when the phase starts, or else the plan it was sent. Changed targets are refreshed.
+    Whatever the number of units, this reads in a few set-based queries."""
     session = uow.session
-    for unit_id in sorted(units):
-        sent_on = session.exec(select(PlanRecipient.plan_id).where(PlanRecipient.unit_id == unit_id)).all()
+    sent_to: dict[str, list[str]] = defaultdict(list)
+    for recipient in rows_in(session, PlanRecipient.unit_id, units):
+        sent_to[recipient.unit_id].append(recipient.plan_id)
+    if not sent_to:
+        return
+    plans: dict[str, PlanView] = {}
+    for part in chunks(sorted({plan_id for sent in sent_to.values() for plan_id in sent})):
+        plans.update(
+            (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
+        )
+    level: dict[tuple[str, str | None], dict[str, PlanView]] = {}
+    for campaign_id, parent_plan_id in sorted(
+        {(p.campaign_id, p.parent_plan_id) for p in plans.values()}, key=str
+    ):
+        siblings = session.exec(
+            select(PlanView).where(
+                PlanView.campaign_id == campaign_id, PlanView.parent_plan_id == parent_plan_id
+            )
+        ).all()
+        level[(campaign_id, parent_plan_id)] = {s.issuer_unit_id: s for s in siblings if not s.revoked}
+    history: dict[str, list[UnitParent]] = defaultdict(list)
+    for row in rows_in(session, UnitParent.unit_id, sent_to):
+        history[row.unit_id].append(row)
+    level_plans = sorted({s.plan_id for siblings in level.values() for s in siblings.values()})
+    stored: dict[str, dict[ReportKey, ReportTarget]] = defaultdict(dict)
+    for t in rows_in(session, ReportTarget.unit_id, sent_to, col(ReportTarget.plan_id).in_(level_plans)):
+        stored[t.unit_id][(t.plan_id, t.phase_seq, t.unit_id)] = t
+    added: list[dict[str, Any]] = []
+    for unit_id in sorted(sent_to):
         wanted: set[ReportKey] = set()
         siblings_seen: set[str] = set()
-        for plan_id in sent_on:
-            plan = session.get(PlanView, plan_id)
+        for plan_id in sent_to[unit_id]:
+            plan = plans.get(plan_id)
             if plan is None:
                 continue
-            siblings = session.exec(
-                select(PlanView).where(
-                    PlanView.campaign_id == plan.campaign_id, PlanView.parent_plan_id == plan.parent_plan_id
-                )
-            ).all()
-            by_issuer = {sibling.issuer_unit_id: sibling for sibling in siblings if not sibling.revoked}
-            siblings_seen.update(by_issuer[issuer].plan_id for issuer in by_issuer)
+            by_issuer = level[(plan.campaign_id, plan.parent_plan_id)]
+            siblings_seen.update(sibling.plan_id for sibling in by_issuer.values())
             for phase in plan.phases:
-                parent = parent_on(session, unit_id, date.fromisoformat(phase["start"]))
+                parent = parent_from(history[unit_id], date.fromisoformat(phase["start"]))
                 host = by_issuer.get(parent or "") or (None if plan.revoked else plan)
                 if host is not None:
                     wanted.add((host.plan_id, phase["seq"], unit_id))
-        current = {
-            (t.plan_id, t.phase_seq, t.unit_id)
-            for t in session.exec(
-                select(ReportTarget).where(
-                    ReportTarget.unit_id == unit_id, col(ReportTarget.plan_id).in_(siblings_seen)
-                )
-            )
-        }
-        for plan_id, phase_seq, _ in current - wanted:
-            target = session.get(ReportTarget, (plan_id, phase_seq, unit_id))
-            session.delete(target)
-        for plan_id, phase_seq, _ in wanted - current:
-            session.add(ReportTarget(plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id))
-        session.flush()
+        current = {key for key in stored[unit_id] if key[0] in siblings_seen}
+        for key in current - wanted:
+            session.delete(stored[unit_id][key])
+        added.extend({"plan_id": p, "phase_seq": seq, "unit_id": u} for p, seq, u in wanted - current)
         dirty_keys(uow).update(current ^ wanted)
+    session.flush()
+    if added:
+        session.execute(sa.insert(ReportTarget), added)
 
 
-def record_unit(uow: UnitOfWork, envelope: Envelope) -> None:
-    event = envelope.data
-    assert isinstance(event, OrgUnitRegistered)
-    unit = event.unit
+def record_units(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+    """Learn units (a whole import in a few statements): their names, and their parents from the day
+    each version is valid. Units with a new parent are placed again on the plans they report on."""
     session = uow.session
-    row = session.get(ReportingUnit, unit.id) or ReportingUnit(
-        unit_id=unit.id, name=unit.name, level=unit.level
-    )
-    row.name, row.level = unit.name, unit.level.value
-    session.add(row)
-    if session.get(UnitParent, (unit.id, unit.valid_from)) is None:
-        session.add(UnitParent(unit_id=unit.id, valid_from=unit.valid_from, parent_id=unit.parent_id))
-        session.flush()
-        retarget(uow, {unit.id})
+    units = [envelope.data.unit for envelope in envelopes]  # type: ignore[attr-defined]
+    ids = [unit.id for unit in units]
+    known = {row.unit_id: row for row in rows_in(session, ReportingUnit.unit_id, ids)}
+    parents = {(row.unit_id, row.valid_from) for row in rows_in(session, UnitParent.unit_id, ids)}
+    moved = set()
+    for unit in units:
+        row = known.get(unit.id)
+        if row is None:
+            row = known[unit.id] = ReportingUnit(unit_id=unit.id, name=unit.name, level=unit.level.value)
+        row.name, row.level = unit.name, unit.level.value
+        session.add(row)
+        if (unit.id, unit.valid_from) not in parents:
+            parents.add((unit.id, unit.valid_from))
+            session.add(UnitParent(unit_id=unit.id, valid_from=unit.valid_from, parent_id=unit.parent_id))
+            moved.add(unit.id)
+    session.flush()
+    retarget(uow, moved)
+    return {}
 
 
 def record_move(uow: UnitOfWork, envelope: Envelope) -> None:
@@ -182,15 +204,12 @@ def record_plan(uow: UnitOfWork, plan: PlanIssued) -> None:
     for unit_id in sorted(recipients):
         session.add(PlanRecipient(plan_id=plan.plan_id, unit_id=unit_id))
     session.flush()
-    siblings = session.exec(
-        select(PlanView.plan_id).where(
-            PlanView.campaign_id == plan.campaign_id, PlanView.parent_plan_id == plan.parent_plan_id
-        )
+    # A new plan of the level changes where its recipients report, and where units that were (or will be)
+    # below its issuer report: the units whose parent on a phase's start is the issuer.
+    below_issuer = session.exec(
+        select(UnitParent.unit_id).where(UnitParent.parent_id == plan.issuer_unit_id)
     ).all()
-    level_units = set(
-        session.exec(select(PlanRecipient.unit_id).where(col(PlanRecipient.plan_id).in_(siblings))).all()
-    )
-    retarget(uow, level_units)
+    retarget(uow, recipients | set(below_issuer))
     # Reports that arrived before their plan now count.
     pending = session.exec(
         select(ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.unit_id)
@@ -239,20 +258,70 @@ def revoke(uow: UnitOfWork, plan_id: str) -> None:
 # ------------------------------------------------------------------ reports
 
 
+@dataclass
+class Known:
+    """What checking and keeping a set of reports needs, read in a few queries: the plans, who reports
+    on which plan and phase, where reports stand with the level above, and the versions already kept."""
+
+    plans: dict[str, PlanView] = field(default_factory=dict)
+    targets: set[ReportKey] = field(default_factory=set)
+    reviews: dict[ReportKey, Review] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, session: Session, reports: list[ReportSubmitted]) -> Known:
+        known = cls()
+        plan_ids = sorted({report.plan_id for report in reports})
+        for part in chunks(plan_ids):
+            known.plans.update(
+                (plan.plan_id, plan)
+                for plan in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
+            )
+        units = {report.unit_id for report in reports}
+        issuers = {plan.issuer_unit_id for plan in known.plans.values() if plan.parent_plan_id}
+        in_plans = col(ReportTarget.plan_id).in_(plan_ids)
+        known.targets = {
+            (t.plan_id, t.phase_seq, t.unit_id)
+            for t in rows_in(session, ReportTarget.unit_id, units, in_plans)
+        }
+        above = plan_ids + [plan.parent_plan_id for plan in known.plans.values() if plan.parent_plan_id]
+        for review in rows_in(session, Review.unit_id, units | issuers, col(Review.plan_id).in_(above)):
+            known.reviews[(review.plan_id, review.phase_seq, review.unit_id)] = review
+        for part in chunks([report.report_id for report in reports]):
+            known.kept.update(
+                session.exec(
+                    select(ReportVersion.report_id).where(col(ReportVersion.report_id).in_(part))
+                ).all()
+            )
+        return known
+
+    def lock_reason(self, plan: PlanView, phase_seq: int, unit_id: str) -> str | None:
+        """Why a unit's report may not change now: approved, or consolidated above and accepted."""
+        review = self.reviews.get((plan.plan_id, phase_seq, unit_id))
+        if review and review.state in domain.LOCKED:
+            return f"{review.state} by {review.by_unit_id}; ask them to return it for correction first"
+        if plan.parent_plan_id:
+            above = self.reviews.get((plan.parent_plan_id, phase_seq, plan.issuer_unit_id))
+            if above and above.state == "accepted":
+                return f"consolidated by {plan.issuer_unit_id} and accepted by {above.by_unit_id}"
+        return None
+
+
 def lock_reason(session: Session, plan: PlanView, phase_seq: int, unit_id: str) -> str | None:
     """Why a unit's report may not change now: approved, or consolidated above and accepted."""
-    review = session.get(Review, (plan.plan_id, phase_seq, unit_id))
-    if review and review.state in domain.LOCKED:
-        return f"{review.state} by {review.by_unit_id}; ask them to return it for correction first"
-    if plan.parent_plan_id:
-        above = session.get(Review, (plan.parent_plan_id, phase_seq, plan.issuer_unit_id))
-        if above and above.state == "accepted":
-            return f"consolidated by {plan.issuer_unit_id} and accepted by {above.by_unit_id}"
-    return None
+    known = Known(plans={plan.plan_id: plan})
+    for key in ((plan.plan_id, phase_seq, unit_id), (plan.parent_plan_id, phase_seq, plan.issuer_unit_id)):
+        review = session.get(Review, key) if key[0] else None
+        if review is not None:
+            known.reviews[key] = review  # type: ignore[index]
+    return known.lock_reason(plan, phase_seq, unit_id)
 
 
-def report_problems(session: Session, plan: PlanView, report: ReportSubmitted) -> list[FieldError]:
+def report_problems(
+    session: Session, plan: PlanView, report: ReportSubmitted, known: Known | None = None
+) -> list[FieldError]:
     """Why a report cannot count for its plan (empty when it can)."""
+    known = known or Known.read(session, [report])
     if plan.revoked:
         return [FieldError("plan_id", plan.plan_id, "a plan in force (this one was revoked)")]
     phase = phase_of(plan, report.phase_seq)
@@ -266,14 +335,14 @@ def report_problems(session: Session, plan: PlanView, report: ReportSubmitted) -
                 f"a phase with its end set: phase {report.phase_seq} ends at a milestone not yet dated",
             )
         ]
-    if session.get(ReportTarget, (plan.plan_id, report.phase_seq, report.unit_id)) is None:
+    if (plan.plan_id, report.phase_seq, report.unit_id) not in known.targets:
         return [
             FieldError("unit_id", report.unit_id, f"a unit reporting on plan {plan.plan_id} in this phase")
         ]
     end = date.fromisoformat(phase["end"])
     if plan.report_after_phase_end and report.submitted_at.astimezone(LOCAL_TZ).date() <= end:
         return [FieldError("phase_seq", report.phase_seq, f"a phase that has ended: this one ends on {end}")]
-    locked = lock_reason(session, plan, report.phase_seq, report.unit_id)
+    locked = known.lock_reason(plan, report.phase_seq, report.unit_id)
     if locked:
         return [
             FieldError("unit_id", report.unit_id, f"a report that is open for correction: it was {locked}")
@@ -318,22 +387,58 @@ def set_review(
     session.add(row)
 
 
-def record_report(uow: UnitOfWork, envelope: Envelope) -> None:
-    """A report from any producer: checked against its plan (when known), kept, counted at batch end.
+def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+    """Reports from any producer: checked against their plan (when known), kept, counted at batch end;
+    the refused ones are returned with why. A whole batch takes a few queries and one insert.
 
     Reports submitted through this service's API are already kept (in the transaction that published
     them, so a deadline check never misses a report in flight); here they are only counted.
     """
-    report = envelope.data
-    assert isinstance(report, ReportSubmitted)
-    if envelope.unit != report.unit_id:
-        raise EventRejected("unauthorized", f"unit {envelope.unit} submitted a report for {report.unit_id}")
-    plan = uow.session.get(PlanView, report.plan_id)
-    if plan is not None and uow.session.get(ReportVersion, report.report_id) is None:
-        problems = report_problems(uow.session, plan, report)
-        if problems:
-            raise EventRejected("rule_violation", "; ".join(str(problem) for problem in problems))
-    keep_version(uow, report)
+    session = uow.session
+    reports = [envelope.data for envelope in envelopes]
+    known = Known.read(session, reports)  # type: ignore[arg-type]
+    refused: dict[str, EventRejected] = {}
+    versions: list[dict[str, Any]] = []
+    now = uow.clock.now()
+    for envelope in envelopes:
+        report = envelope.data
+        assert isinstance(report, ReportSubmitted)
+        if envelope.unit != report.unit_id:
+            detail = f"unit {envelope.unit} submitted a report for {report.unit_id}"
+            refused[envelope.id] = EventRejected("unauthorized", detail)
+            continue
+        key = (report.plan_id, report.phase_seq, report.unit_id)
+        plan = known.plans.get(report.plan_id)
+        if report.report_id not in known.kept:
+            problems = report_problems(session, plan, report, known) if plan is not None else []
+            if problems:
+                detail = "; ".join(str(problem) for problem in problems)
+                refused[envelope.id] = EventRejected("rule_violation", detail)
+                continue
+            known.kept.add(report.report_id)
+            versions.append(
+                {
+                    "report_id": report.report_id,
+                    "plan_id": report.plan_id,
+                    "phase_seq": report.phase_seq,
+                    "unit_id": report.unit_id,
+                    "values": dict(report.values),
+                    "narrative": report.narrative,
+                    "submitted_at": report.submitted_at,
+                    "received_at": now,
+                }
+            )
+            review = known.reviews.get(key)
+            if review is None:
+                review = known.reviews[key] = Review(
+                    plan_id=key[0], phase_seq=key[1], unit_id=key[2], state="submitted", at=now
+                )
+            review.state, review.at, review.by_unit_id, review.reason = "submitted", now, None, ""
+            session.add(review)
+        dirty_keys(uow).add(key)
+    if versions:
+        session.execute(sa.insert(ReportVersion), versions)
+    return refused
 
 
 def record_rejection(uow: UnitOfWork, record: Record, rejection: EventRejected) -> None:
@@ -384,8 +489,18 @@ class Totals:
 
     def apply(self, session: Session) -> list[AggregateKey]:
         changed = sorted(self.changes)
+        rows: dict[AggregateKey, Aggregate] = {}
+        for campaign_id in sorted({key[0] for key in changed}):
+            for part in chunks(sorted({key[2] for key in changed if key[0] == campaign_id})):
+                for row in session.exec(
+                    select(Aggregate)
+                    .where(Aggregate.campaign_id == campaign_id, col(Aggregate.unit_id).in_(part))
+                    .order_by(col(Aggregate.phase_seq), col(Aggregate.unit_id))
+                    .with_for_update()
+                ):
+                    rows[(row.campaign_id, row.phase_seq, row.unit_id)] = row
         for key in changed:
-            row = session.get(Aggregate, key, with_for_update=True)
+            row = rows.get(key)
             if row is None:
                 row = Aggregate(
                     campaign_id=key[0], phase_seq=key[1], unit_id=key[2], parent_unit_id=self.parents[key]
@@ -407,27 +522,37 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     """Recompute the contribution of every unit whose reports or targets changed, and move the
     aggregates by the difference. Reports whose plan is not known yet wait for it."""
     session = uow.session
-    plans: dict[str, PlanView | None] = {}
+    plan_ids = sorted({plan_id for plan_id, _, _ in keys})
+    units = {unit_id for _, _, unit_id in keys}
+    plans: dict[str, PlanView] = {}
+    for part in chunks(plan_ids):
+        plans.update(
+            (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
+        )
+    in_plans = col(ReportTarget.plan_id).in_(plan_ids)
+    targets = {
+        (t.plan_id, t.phase_seq, t.unit_id) for t in rows_in(session, ReportTarget.unit_id, units, in_plans)
+    }
+    versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
+    for v in rows_in(session, ReportVersion.unit_id, units, col(ReportVersion.plan_id).in_(plan_ids)):
+        versions_of[(v.plan_id, v.phase_seq, v.unit_id)].append(
+            domain.Version(v.report_id, v.submitted_at, v.values)
+        )
+    contributions = {
+        (c.plan_id, c.phase_seq, c.unit_id): c
+        for c in rows_in(
+            session, UnitContribution.unit_id, units, col(UnitContribution.plan_id).in_(plan_ids)
+        )
+    }
     totals = Totals()
     for plan_id, phase_seq, unit_id in sorted(keys):
-        if plan_id not in plans:
-            plans[plan_id] = session.get(PlanView, plan_id)
-        plan = plans[plan_id]
+        plan = plans.get(plan_id)
         if plan is None or phase_of(plan, phase_seq) is None:
             continue
         due = due_of(plan, phase_seq) or date.max  # an undated phase has no reports yet, only expectations
-        versions = [
-            domain.Version(v.report_id, v.submitted_at, v.values)
-            for v in session.exec(
-                select(ReportVersion).where(
-                    ReportVersion.plan_id == plan_id,
-                    ReportVersion.phase_seq == phase_seq,
-                    ReportVersion.unit_id == unit_id,
-                )
-            )
-        ]
-        expected = session.get(ReportTarget, (plan_id, phase_seq, unit_id)) is not None
-        stored = session.get(UnitContribution, (plan_id, phase_seq, unit_id))
+        versions = versions_of.get((plan_id, phase_seq, unit_id), [])
+        expected = (plan_id, phase_seq, unit_id) in targets
+        stored = contributions.get((plan_id, phase_seq, unit_id))
         if stored is None:
             stored = UnitContribution(plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id)
         old = domain.Contribution.from_dict(stored.applied)
@@ -550,9 +675,9 @@ def consolidate_complete(uow: UnitOfWork, changed: list[AggregateKey]) -> None:
 
 def build_handlers(ctx: ServiceContext) -> EventHandlers:
     handlers = EventHandlers()
-    handlers.on(OrgUnitRegistered)(record_unit)
+    handlers.on_many(OrgUnitRegistered)(record_units)
     handlers.on(OrgUnitMoved)(record_move)
-    handlers.on(ReportSubmitted)(record_report)
+    handlers.on_many(ReportSubmitted)(record_reports)
     handlers.on_rejected(record_rejection)
 
     @handlers.on(PlanIssued)
@@ -673,18 +798,18 @@ def measure_completeness(ctx: ServiceContext) -> None:
                 if start <= today <= due:
                     key = (plan.campaign_id, phase["seq"])
                     windows[key] = min(windows.get(key, due), due)
-        levels = {unit.unit_id: unit.level for unit in session.exec(select(ReportingUnit))}
         expected: dict[str, int] = defaultdict(int)
         received: dict[str, int] = defaultdict(int)
         for campaign_id, phase_seq in windows:
-            rows = select(Aggregate).where(
-                Aggregate.campaign_id == campaign_id, Aggregate.phase_seq == phase_seq
+            rows = session.exec(
+                select(ReportingUnit.level, sa.func.sum(Aggregate.expected), sa.func.sum(Aggregate.received))
+                .join(ReportingUnit, col(ReportingUnit.unit_id) == col(Aggregate.unit_id))
+                .where(Aggregate.campaign_id == campaign_id, Aggregate.phase_seq == phase_seq)
+                .group_by(col(ReportingUnit.level))
             )
-            for row in session.exec(rows):
-                level = levels.get(row.unit_id)
-                if level:
-                    expected[level] += row.expected
-                    received[level] += row.received
+            for level, want, got in rows:
+                expected[level] += int(want or 0)
+                received[level] += int(got or 0)
     for level in Level:
         ctx.metrics.expected_reports.labels(level.value).set(expected[level.value])
         ctx.metrics.received_reports.labels(level.value).set(received[level.value])
@@ -702,7 +827,7 @@ def measure_completeness(ctx: ServiceContext) -> None:
 def completeness(session: Session, plan: PlanView, phase_seq: int, today: date) -> dict[str, Any]:
     """The completeness table of a plan's phase: the issuer, the units below it, each with its figures
     and where its report stands with the issuer."""
-    names = {u.unit_id: u for u in session.exec(select(ReportingUnit))}
+    names: dict[str, ReportingUnit] = {}
     reviews = {
         r.unit_id: r
         for r in session.exec(
@@ -736,7 +861,6 @@ def completeness(session: Session, plan: PlanView, phase_seq: int, today: date) 
         .order_by(col(Aggregate.unit_id))
     ).all()
     due = due_of(plan, phase_seq)
-    units = [row_of(child) for child in children]
     contributions = {
         c.unit_id: c
         for c in session.exec(
@@ -750,6 +874,8 @@ def completeness(session: Session, plan: PlanView, phase_seq: int, today: date) 
         .where(ReportTarget.plan_id == plan.plan_id, ReportTarget.phase_seq == phase_seq)
         .order_by(col(ReportTarget.unit_id))
     ).all()
+    named = [plan.issuer_unit_id, *targets, *(child.unit_id for child in children)]
+    names.update((unit.unit_id, unit) for unit in rows_in(session, ReportingUnit.unit_id, named))
     first_sent = dict(
         session.exec(
             select(ReportVersion.unit_id, sa.func.min(ReportVersion.submitted_at))
@@ -757,6 +883,7 @@ def completeness(session: Session, plan: PlanView, phase_seq: int, today: date) 
             .group_by(col(ReportVersion.unit_id))
         ).all()
     )
+    units = [row_of(child) for child in children]
     for unit_id in targets:
         stored = contributions.get(unit_id)
         applied = domain.Contribution.from_dict(stored.applied if stored else None)
