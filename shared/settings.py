@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
 
-    consumer_batch_size: int = 500
+    consumer_batch_size: int = 2000
     consumer_batch_timeout_ms: int = 100
     # A new consumer gets its partitions after about half of this (6000 is the least Kafka allows).
     consumer_session_timeout_ms: int = 10_000

@@ -90,6 +90,16 @@ def rows_in(session: Session, column: Any, values: Iterable[Any], *where: Any) -
     return found
 
 
+def columns_in(
+    session: Session, columns: tuple[Any, ...], column: Any, values: Iterable[Any], *where: Any
+) -> list[Any]:
+    """Like rows_in, but only `columns`, as plain tuples: for reading many rows fast (no ORM objects)."""
+    found: list[Any] = []
+    for part in chunks(values):
+        found.extend(session.execute(sa.select(*columns).where(col(column).in_(part), *where)).all())
+    return found
+
+
 def make_engine(url: str, writes: bool = True) -> Engine:
     """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints, and its
     writing transactions take the write lock at once (readers, with WAL, never wait for a writer)."""

@@ -166,12 +166,18 @@ def preference(session: Session, unit_id: str, settings: Settings) -> Preference
 @dataclass
 class Known:
     """What queueing a fan-out needs, read for all its recipients at once (an event to 200 units is a few
-    queries, not 600): their contacts and preferences, and which deliveries exist already."""
+    queries, not 600): their contacts and preferences, which deliveries exist already, and the plans."""
 
     contacts: dict[str, Contact | None]
     preferences: dict[str, Preference | None]
     checked: set[str]  # delivery ids looked up
     existing: set[str]  # delivery ids that exist
+    copies: dict[str, PlanCopy | None]
+
+    def copy(self, session: Session, plan_id: str) -> PlanCopy | None:
+        if plan_id not in self.copies:
+            self.copies[plan_id] = session.get(PlanCopy, plan_id)
+        return self.copies[plan_id]
 
     def contact(self, session: Session, unit_id: str) -> Contact | None:
         return self.contacts[unit_id] if unit_id in self.contacts else session.get(Contact, unit_id)
@@ -199,6 +205,7 @@ def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Know
         preferences={unit: preferences.get(unit) for unit in units},
         checked=ids,
         existing=existing,
+        copies={},
     )
 
 
@@ -264,7 +271,7 @@ def queue_on(
             now.astimezone(LOCAL_TZ), domain.parse_quiet_hours(ctx.settings.quiet_hours)
         )
         wait = quiet.astimezone(now.tzinfo) if quiet else None  # stored as the clock gives time: in UTC
-    copy = uow.session.get(PlanCopy, message.plan_id) if message.plan_id else None
+    copy = known.copy(uow.session, message.plan_id) if message.plan_id else None
     document = message.kind in domain.DOCUMENT_KINDS and copy is not None
     attachment = docx_name(copy.event["number"]) if document and copy else None
     delivery = Delivery(

@@ -46,7 +46,7 @@ from shared.events import (
 )
 from shared.metrics import Metrics
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, chunks, rows_in, utc
+from shared.storage import UnitOfWork, chunks, columns_in, rows_in, utc
 
 ReportKey = tuple[str, int, str]  # plan, phase, unit
 AggregateKey = tuple[str, int, str]  # campaign, phase, unit
@@ -65,6 +65,11 @@ def due_of(plan: PlanView, phase_seq: int) -> date | None:
 
 def indicators_of(plan: PlanView) -> list[Indicator]:
     return [Indicator.model_validate(item) for item in plan.indicators]
+
+
+TARGET_KEY = (ReportTarget.plan_id, ReportTarget.phase_seq, ReportTarget.unit_id)
+VERSION_KEY = (ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.unit_id)
+CONTRIBUTION_KEY = (UnitContribution.plan_id, UnitContribution.phase_seq, UnitContribution.unit_id)
 
 
 def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
@@ -280,10 +285,7 @@ class Known:
         units = {report.unit_id for report in reports}
         issuers = {plan.issuer_unit_id for plan in known.plans.values() if plan.parent_plan_id}
         in_plans = col(ReportTarget.plan_id).in_(plan_ids)
-        known.targets = {
-            (t.plan_id, t.phase_seq, t.unit_id)
-            for t in rows_in(session, ReportTarget.unit_id, units, in_plans)
-        }
+        known.targets = set(columns_in(session, TARGET_KEY, ReportTarget.unit_id, units, in_plans))
         above = plan_ids + [plan.parent_plan_id for plan in known.plans.values() if plan.parent_plan_id]
         for review in rows_in(session, Review.unit_id, units | issuers, col(Review.plan_id).in_(above)):
             known.reviews[(review.plan_id, review.phase_seq, review.unit_id)] = review
@@ -530,21 +532,31 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
             (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
         )
     in_plans = col(ReportTarget.plan_id).in_(plan_ids)
-    targets = {
-        (t.plan_id, t.phase_seq, t.unit_id) for t in rows_in(session, ReportTarget.unit_id, units, in_plans)
-    }
+    targets = set(columns_in(session, TARGET_KEY, ReportTarget.unit_id, units, in_plans))
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
-    for v in rows_in(session, ReportVersion.unit_id, units, col(ReportVersion.plan_id).in_(plan_ids)):
-        versions_of[(v.plan_id, v.phase_seq, v.unit_id)].append(
-            domain.Version(v.report_id, v.submitted_at, v.values)
-        )
+    version_columns = (
+        *VERSION_KEY,
+        ReportVersion.report_id,
+        ReportVersion.submitted_at,
+        ReportVersion.values,
+    )
+    in_plans = col(ReportVersion.plan_id).in_(plan_ids)
+    for plan_id, phase_seq, unit_id, report_id, sent, values in columns_in(
+        session, version_columns, ReportVersion.unit_id, units, in_plans
+    ):
+        versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, sent, values))
+    contribution_columns = (*CONTRIBUTION_KEY, UnitContribution.overdue, UnitContribution.applied)
+    in_plans = col(UnitContribution.plan_id).in_(plan_ids)
     contributions = {
-        (c.plan_id, c.phase_seq, c.unit_id): c
-        for c in rows_in(
-            session, UnitContribution.unit_id, units, col(UnitContribution.plan_id).in_(plan_ids)
+        (plan_id, phase_seq, unit_id): (overdue, applied)
+        for plan_id, phase_seq, unit_id, overdue, applied in columns_in(
+            session, contribution_columns, UnitContribution.unit_id, units, in_plans
         )
     }
     totals = Totals()
+    indicators = {plan_id: indicators_of(plan) for plan_id, plan in plans.items()}
+    first: list[dict[str, Any]] = []  # units contributing for the first time
+    moved: list[dict[str, Any]] = []  # units whose contribution changed
     for plan_id, phase_seq, unit_id in sorted(keys):
         plan = plans.get(plan_id)
         if plan is None or phase_of(plan, phase_seq) is None:
@@ -553,18 +565,42 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
         versions = versions_of.get((plan_id, phase_seq, unit_id), [])
         expected = (plan_id, phase_seq, unit_id) in targets
         stored = contributions.get((plan_id, phase_seq, unit_id))
-        if stored is None:
-            stored = UnitContribution(plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id)
-        old = domain.Contribution.from_dict(stored.applied)
-        new = domain.contribution(versions, due, stored.overdue, indicators_of(plan), expected)
+        old = domain.Contribution.from_dict(stored[1] if stored else None)
+        new = domain.contribution(versions, due, bool(stored and stored[0]), indicators[plan_id], expected)
         delta = domain.difference(new, old)
         if not delta:
             continue
         totals.add(plan.campaign_id, phase_seq, plan.chain, delta)
-        stored.applied = new.as_dict()
-        session.add(stored)
+        if stored is None:
+            first.append(
+                {
+                    "plan_id": plan_id,
+                    "phase_seq": phase_seq,
+                    "unit_id": unit_id,
+                    "overdue": False,
+                    "applied": new.as_dict(),
+                }
+            )
+        else:
+            moved.append(
+                {"key_plan": plan_id, "key_phase": phase_seq, "key_unit": unit_id, "applied": new.as_dict()}
+            )
         if metrics is not None and new.received and not old.received:
             metrics.reports_received.labels("on_time" if new.on_time else "late").inc()
+    if first:
+        session.execute(sa.insert(UnitContribution), first)
+    if moved:
+        table = UnitContribution.__table__  # type: ignore[attr-defined]
+        session.connection().execute(
+            table.update()
+            .where(
+                table.c.plan_id == sa.bindparam("key_plan"),
+                table.c.phase_seq == sa.bindparam("key_phase"),
+                table.c.unit_id == sa.bindparam("key_unit"),
+            )
+            .values(applied=sa.bindparam("applied")),
+            moved,
+        )
     changed = totals.apply(session)
     keys.clear()
     consolidate_complete(uow, changed)
