@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-unit test-integration test-e2e lint postgres tools migration clean
+.PHONY: run demo test test-unit test-integration test-e2e lint bench postgres tools migration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ test-integration: $(STAMP) postgres tools
 
 test-e2e: $(STAMP) postgres tools
 	$(BIN)/pytest tests/e2e
+
+# The national benchmark on SQLite and on the local PostgreSQL server (see README: Benchmark).
+GRASSROOTS ?= 135000
+BENCH_POSTGRES ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+BENCH_FLAGS ?=
+bench: $(STAMP) postgres
+	$(BIN)/thidua bench national --grassroots $(GRASSROOTS) --database sqlite $(BENCH_FLAGS)
+	$(BIN)/thidua bench national --grassroots $(GRASSROOTS) --database $(BENCH_POSTGRES) $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

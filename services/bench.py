@@ -446,11 +446,17 @@ async def run_national(
     latency_seconds: float = 10.0,
     timeout: float = 600.0,
     show_progress: bool = True,
+    bootstrap_servers: str | None = None,
 ) -> Result:
+    """Run the benchmark; `database` is "sqlite" or a PostgreSQL server URL, the broker the one at
+    `bootstrap_servers` (else KAFKA_BOOTSTRAP_SERVERS, else a local broker started for the run)."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="thidua-bench-") as scratch:
         workdir = Path(scratch)
-        with databases(database, workdir) as (database_url, engine), _broker() as (bootstrap, broker_name):
+        with (
+            databases(database, workdir) as (database_url, engine),
+            _broker(bootstrap_servers) as (bootstrap, broker_name),
+        ):
             prefix = f"bench{uuid.uuid4().hex[:8]}"
             env = {
                 **os.environ,
@@ -495,9 +501,9 @@ async def run_national(
 
 
 @contextmanager
-def _broker() -> Iterator[tuple[str, str]]:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"], "KAFKA_BOOTSTRAP_SERVERS"
+def _broker(bootstrap_servers: str | None) -> Iterator[tuple[str, str]]:
+    if bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield bootstrap_servers or os.environ["KAFKA_BOOTSTRAP_SERVERS"], "given (KAFKA_BOOTSTRAP_SERVERS)"
         return
     with LocalBroker() as broker:
         yield broker.bootstrap_servers, "tansu (local)"

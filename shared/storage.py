@@ -80,13 +80,20 @@ def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
         yield ordered[start : start + CHUNK]
 
 
+def _in(column: Any, values: list[Any]) -> Any:
+    """`column IN values`; with a tuple of columns, `(a, b, c) IN ((…), …)`: a lookup by whole keys."""
+    if isinstance(column, tuple):
+        return sa.tuple_(*column).in_(values)
+    return col(column).in_(values)
+
+
 def rows_in(session: Session, column: Any, values: Iterable[Any], *where: Any) -> list[Any]:
-    """The rows of `column`'s table whose `column` is one of `values` (and that match `where`), read in a
-    few queries however many values there are: set-based work instead of one query per event."""
-    model = column.class_
+    """The rows of `column`'s table whose `column` (or tuple of columns) is one of `values`, and that match
+    `where`, read in a few queries however many values there are: set-based work, not a query per event."""
+    model = (column[0] if isinstance(column, tuple) else column).class_
     found: list[Any] = []
     for part in chunks(values):
-        found.extend(session.exec(select(model).where(col(column).in_(part), *where)).all())
+        found.extend(session.exec(select(model).where(_in(column, part), *where)).all())
     return found
 
 
@@ -96,7 +103,7 @@ def columns_in(
     """Like rows_in, but only `columns`, as plain tuples: for reading many rows fast (no ORM objects)."""
     found: list[Any] = []
     for part in chunks(values):
-        found.extend(session.execute(sa.select(*columns).where(col(column).in_(part), *where)).all())
+        found.extend(session.execute(sa.select(*columns).where(_in(column, part), *where)).all())
     return found
 
 

@@ -505,10 +505,14 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         session = uow.session
         reports = [envelope.data for envelope in envelopes]
         plans = {p.plan_id: p for p in rows_in(session, AwardPlan.plan_id, [r.plan_id for r in reports])}  # type: ignore[attr-defined]
-        campaigns = col(ReportRecord.campaign_id).in_(sorted({p.campaign_id for p in plans.values()}))
+        keys = {
+            (plans[r.plan_id].campaign_id, r.unit_id, r.phase_seq)  # type: ignore[attr-defined]
+            for r in reports
+            if r.plan_id in plans  # type: ignore[attr-defined]
+        }
+        record_key = (ReportRecord.campaign_id, ReportRecord.unit_id, ReportRecord.phase_seq)
         rows = {
-            (row.campaign_id, row.unit_id, row.phase_seq): row
-            for row in rows_in(session, ReportRecord.unit_id, [r.unit_id for r in reports], campaigns)  # type: ignore[attr-defined]
+            (row.campaign_id, row.unit_id, row.phase_seq): row for row in rows_in(session, record_key, keys)
         }
         for report in reports:
             assert isinstance(report, ReportSubmitted)

@@ -388,8 +388,8 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     def reported(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
         """Units that reported are not reminded: a batch of reports in one read and one update."""
         keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
-        plan_ids = col(Expectation.plan_id).in_(sorted({key[0] for key in keys}))
-        for expectation in rows_in(uow.session, Expectation.unit_id, [key[2] for key in keys], plan_ids):
+        expectation_key = (Expectation.plan_id, Expectation.phase_seq, Expectation.unit_id)
+        for expectation in rows_in(uow.session, expectation_key, keys):
             key = (expectation.plan_id, expectation.phase_seq, expectation.unit_id)
             if key in keys and not expectation.reported:
                 expectation.reported = True

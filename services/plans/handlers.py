@@ -869,15 +869,11 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     acks = [envelope.data for envelope in envelopes]
     plan_ids = sorted({ack.plan_id for ack in acks})  # type: ignore[attr-defined]
     plans = {plan.id: plan for plan in session.exec(select(Plan).where(col(Plan.id).in_(plan_ids)))}
-    targets: dict[tuple[str, str], PlanTarget] = {}
-    units = sorted({ack.unit_id for ack in acks})  # type: ignore[attr-defined]
-    for start in range(0, len(units), 500):
-        for target in session.exec(
-            select(PlanTarget).where(
-                col(PlanTarget.plan_id).in_(plan_ids), col(PlanTarget.unit_id).in_(units[start : start + 500])
-            )
-        ):
-            targets[(target.plan_id, target.unit_id)] = target
+    keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
+    targets = {
+        (target.plan_id, target.unit_id): target
+        for target in rows_in(session, (PlanTarget.plan_id, PlanTarget.unit_id), keys)
+    }
     refused: dict[str, EventRejected] = {}
     now = uow.clock.now()
     for envelope in envelopes:

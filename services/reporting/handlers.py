@@ -282,12 +282,15 @@ class Known:
                 (plan.plan_id, plan)
                 for plan in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
             )
-        units = {report.unit_id for report in reports}
-        issuers = {plan.issuer_unit_id for plan in known.plans.values() if plan.parent_plan_id}
-        in_plans = col(ReportTarget.plan_id).in_(plan_ids)
-        known.targets = set(columns_in(session, TARGET_KEY, ReportTarget.unit_id, units, in_plans))
-        above = plan_ids + [plan.parent_plan_id for plan in known.plans.values() if plan.parent_plan_id]
-        for review in rows_in(session, Review.unit_id, units | issuers, col(Review.plan_id).in_(above)):
+        keys = {(report.plan_id, report.phase_seq, report.unit_id) for report in reports}
+        known.targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
+        above = {
+            (plan.parent_plan_id, seq, plan.issuer_unit_id)
+            for plan_id, seq, _ in keys
+            if (plan := known.plans.get(plan_id)) is not None and plan.parent_plan_id
+        }
+        review_key = (Review.plan_id, Review.phase_seq, Review.unit_id)
+        for review in rows_in(session, review_key, keys | above):
             known.reviews[(review.plan_id, review.phase_seq, review.unit_id)] = review
         for part in chunks([report.report_id for report in reports]):
             known.kept.update(
@@ -532,7 +535,7 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
             (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
         )
     in_plans = col(ReportTarget.plan_id).in_(plan_ids)
-    targets = set(columns_in(session, TARGET_KEY, ReportTarget.unit_id, units, in_plans))
+    targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
     version_columns = (
         *VERSION_KEY,
@@ -546,11 +549,10 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     ):
         versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, sent, values))
     contribution_columns = (*CONTRIBUTION_KEY, UnitContribution.overdue, UnitContribution.applied)
-    in_plans = col(UnitContribution.plan_id).in_(plan_ids)
     contributions = {
         (plan_id, phase_seq, unit_id): (overdue, applied)
         for plan_id, phase_seq, unit_id, overdue, applied in columns_in(
-            session, contribution_columns, UnitContribution.unit_id, units, in_plans
+            session, contribution_columns, CONTRIBUTION_KEY, keys
         )
     }
     totals = Totals()

@@ -26,7 +26,7 @@ class UnitParent(SQLModel, table=True):
 
     unit_id: str = Field(primary_key=True, max_length=64)
     valid_from: date = Field(primary_key=True)
-    parent_id: str | None = Field(default=None, max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64, index=True)
 
 
 class PlanView(SQLModel, table=True):
@@ -78,7 +78,7 @@ class ReportVersion(SQLModel, table=True):
     report_id: str = Field(primary_key=True, max_length=64)
     plan_id: str = Field(max_length=64)
     phase_seq: int
-    unit_id: str = Field(max_length=64)
+    unit_id: str = Field(max_length=64, index=True)
     values: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
     narrative: str = ""
     submitted_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
