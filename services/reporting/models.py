@@ -76,7 +76,7 @@ class ReportVersion(SQLModel, table=True):
     __table_args__ = (sa.Index("ix_rep_version_key", "plan_id", "phase_seq", "unit_id"),)
 
     report_id: str = Field(primary_key=True, max_length=64)
-    plan_id: str = Field(max_length=64)
+    plan_id: str = Field(max_length=64, index=True)
     phase_seq: int
     unit_id: str = Field(max_length=64, index=True)
     values: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
