@@ -70,49 +70,32 @@ class Federation:
         return list(self.parent)
 
 
+def unit(unit_id: str, name: str, level: str, parent_id: str | None = None) -> dict[str, Any]:
+    return {"id": unit_id, "name": name, "level": level, "parent_id": parent_id, "valid_from": "2020-01-01"}
+
+
 def federation(grassroots: int) -> Federation:
     tops = min(PROVINCES + SECTOR_UNIONS, max(2, grassroots // 100))
     intermediates = max(tops, round(grassroots / GRASSROOTS_PER_INTERMEDIATE))
-    since = "2020-01-01"
-    units: list[dict[str, Any]] = [
-        {"id": NATIONAL, "name": "Tổng Liên đoàn Lao động Việt Nam", "level": "national", "valid_from": since}
-    ]
+    units = [unit(NATIONAL, "Tổng Liên đoàn Lao động Việt Nam", "national")]
     top_ids = []
     for n in range(tops):
         is_sector = n >= PROVINCES
         top_id = f"ng{n - PROVINCES + 1:02d}" if is_sector else f"t{n + 1:02d}"
         name = f"Công đoàn ngành trung ương {top_id}" if is_sector else f"LĐLĐ tỉnh {top_id}"
-        units.append(
-            {"id": top_id, "name": name, "level": "province", "parent_id": NATIONAL, "valid_from": since}
-        )
+        units.append(unit(top_id, name, "province", NATIONAL))
         top_ids.append(top_id)
     middle_ids = []
     for n in range(intermediates):
         top_id = top_ids[n % tops]
         middle_id = f"{top_id}-h{n // tops + 1:03d}"
-        units.append(
-            {
-                "id": middle_id,
-                "name": f"LĐLĐ huyện {middle_id}",
-                "level": "district",
-                "parent_id": top_id,
-                "valid_from": since,
-            }
-        )
+        units.append(unit(middle_id, f"LĐLĐ huyện {middle_id}", "district", top_id))
         middle_ids.append(middle_id)
     parent = {}
     for n in range(grassroots):
         middle_id = middle_ids[n % intermediates]
         unit_id = f"{middle_id}-c{n // intermediates + 1:04d}"
-        units.append(
-            {
-                "id": unit_id,
-                "name": f"CĐCS {unit_id}",
-                "level": "grassroots",
-                "parent_id": middle_id,
-                "valid_from": since,
-            }
-        )
+        units.append(unit(unit_id, f"CĐCS {unit_id}", "grassroots", middle_id))
         parent[unit_id] = middle_id
     return Federation(units, parent, middle_ids)
 
@@ -570,6 +553,9 @@ async def _run(
             campaign = root["plan_id"]
             plan_of: dict[str, str] = {}  # grassroots unit -> the plan of its intermediate union
             acked: set[str] = set()
+            below: dict[str, list[str]] = defaultdict(list)
+            for unit_id, middle in tree.parent.items():
+                below[middle].append(unit_id)
             plans_topic = topic_name(prefix, "plans")
 
             async def all_acknowledged() -> bool:
@@ -580,13 +566,10 @@ async def _run(
                 records = []
                 for middle in ready:
                     acked.add(middle)
-                    for unit in tree.grassroots:
-                        if tree.parent[unit] == middle:
-                            plan_of[unit] = by_issuer[middle]
-                            event = PlanAcknowledged(
-                                plan_id=by_issuer[middle], unit_id=unit, acknowledged_at=now
-                            )
-                            records.append(record_of(plans_topic, event, unit, campaign, now))
+                    for unit in below[middle]:
+                        plan_of[unit] = by_issuer[middle]
+                        event = PlanAcknowledged(plan_id=by_issuer[middle], unit_id=unit, acknowledged_at=now)
+                        records.append(record_of(plans_topic, event, unit, campaign, now))
                 await publish(producer, records)
                 deployment = await expect(client, "GET", f"{plans}/plans/{campaign}/deployment")
                 progress.update(task, completed=deployment["grassroots_deployed"])
