@@ -321,6 +321,7 @@ class Result:
     publish_seconds: float = 0.0
     seconds_to_exact_national_aggregate: float = 0.0
     reports_per_second: float = 0.0
+    raw_broker_messages: int = 0
     raw_broker_messages_per_second: float = 0.0
     ratio_to_raw_broker: float = 0.0
     latency_reports: int = 0
@@ -366,8 +367,9 @@ async def publish(
             on_sent(len(futures))
 
 
-async def raw_broker_rate(bootstrap: str, prefix: str, records: list[Any]) -> float:
-    """Records per second through the broker alone: produced and consumed, nothing done with them."""
+async def raw_broker_rate(bootstrap: str, prefix: str, records: list[Any]) -> tuple[int, float]:
+    """Records through the broker alone, produced and consumed with nothing done with them: how many came
+    back, and how many a second."""
     topic = f"{prefix}.raw"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -389,15 +391,18 @@ async def raw_broker_rate(bootstrap: str, prefix: str, records: list[Any]) -> fl
         await poll(lambda: _assigned(consumer), "the raw consumer's partitions", 60)  # nothing sent yet
         started = time.perf_counter()
 
-        async def consume() -> None:
+        async def consume() -> int:
             got = 0
             async for batch in _batches(consumer):
                 got += batch
                 if got >= len(records):
-                    return
+                    return got
+            return got
 
-        await asyncio.gather(publish(producer, [(topic, k, v, h) for _, k, v, h in records]), consume())
-        return len(records) / (time.perf_counter() - started)
+        _, consumed = await asyncio.gather(
+            publish(producer, [(topic, k, v, h) for _, k, v, h in records]), consume()
+        )
+        return consumed, len(records) / (time.perf_counter() - started)
     finally:
         await consumer.stop()
         await producer.stop()
@@ -633,7 +638,8 @@ async def _run(
             await producer.stop()
 
     # 5. the broker alone, with records of the same size
-    result.raw_broker_messages_per_second = round(await raw_broker_rate(bootstrap, prefix, wave.records))
+    result.raw_broker_messages, rate = await raw_broker_rate(bootstrap, prefix, wave.records)
+    result.raw_broker_messages_per_second = round(rate)
     result.ratio_to_raw_broker = round(result.reports_per_second / result.raw_broker_messages_per_second, 3)
 
 

@@ -390,8 +390,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
         expectation_key = (Expectation.plan_id, Expectation.phase_seq, Expectation.unit_id)
         for expectation in rows_in(uow.session, expectation_key, keys):
-            key = (expectation.plan_id, expectation.phase_seq, expectation.unit_id)
-            if key in keys and not expectation.reported:
+            if not expectation.reported:
                 expectation.reported = True
                 uow.session.add(expectation)
         return {}

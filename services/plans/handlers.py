@@ -448,27 +448,37 @@ def check_recipients(session: Session, issuer_id: str, recipients: list[Recipien
             raise FieldError(field, recipient.unit_id, f"a unit above {issuer_id}: a plan is reported upward")
 
 
-def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str, causation: Envelope | None = None) -> bool:
-    """A target unit acknowledges (deploys) a plan; returns False if it already had."""
-    plan = uow.session.get(Plan, plan_id)
-    if plan is not None and plan.status not in LIVE:
-        raise FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
-    target = uow.session.get(PlanTarget, (plan_id, unit_id))
+def acknowledgement_error(
+    plan: Plan | None, target: PlanTarget | None, plan_id: str, unit_id: str
+) -> FieldError | None:
+    """Why a unit may not acknowledge a plan (None when it may)."""
+    if plan is None:
+        return FieldError("plan_id", plan_id, "a plan known to this federation")
+    if plan.status not in LIVE:
+        return FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
     if target is None:
-        if uow.session.get(Plan, plan_id) is None:
-            raise FieldError("plan_id", plan_id, "a plan known to this federation")
-        raise FieldError("unit_id", unit_id, "a unit the plan was sent to")
+        return FieldError("unit_id", unit_id, "a unit the plan was sent to")
+    return None
+
+
+def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
+    """A target unit acknowledges (deploys) a plan and PlanAcknowledged is published; returns False if it
+    already had."""
+    plan = uow.session.get(Plan, plan_id)
+    target = uow.session.get(PlanTarget, (plan_id, unit_id))
+    error = acknowledgement_error(plan, target, plan_id, unit_id)
+    if error:
+        raise error
+    assert plan is not None and target is not None
     if target.acknowledged_at is not None:
         return False
     target.acknowledged_at = uow.clock.now()
     uow.session.add(target)
-    if causation is None:
-        plan = uow.session.get(Plan, plan_id)
-        uow.publish(
-            PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=target.acknowledged_at),
-            unit=unit_id,
-            correlation_id=plan.campaign_id if plan else None,
-        )
+    uow.publish(
+        PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=target.acknowledged_at),
+        unit=unit_id,
+        correlation_id=plan.campaign_id,
+    )
     return True
 
 
@@ -867,8 +877,7 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     refused ones: for another unit, for a plan no longer in force, or from a unit it was not sent to."""
     session = uow.session
     acks = [envelope.data for envelope in envelopes]
-    plan_ids = sorted({ack.plan_id for ack in acks})  # type: ignore[attr-defined]
-    plans = {plan.id: plan for plan in session.exec(select(Plan).where(col(Plan.id).in_(plan_ids)))}
+    plans = {plan.id: plan for plan in rows_in(session, Plan.id, [ack.plan_id for ack in acks])}  # type: ignore[attr-defined]
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
     targets = {
         (target.plan_id, target.unit_id): target
@@ -887,15 +896,8 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
             )
         elif plan is None:
             continue  # a plan of another stack's subtree
-        elif plan.status not in LIVE:
-            refused[envelope.id] = EventRejected(
-                "rule_violation",
-                str(FieldError("plan_id", ack.plan_id, f"a plan in force (this one is {plan.status})")),
-            )
-        elif target is None:
-            refused[envelope.id] = EventRejected(
-                "rule_violation", str(FieldError("unit_id", ack.unit_id, "a unit the plan was sent to"))
-            )
+        elif error := acknowledgement_error(plan, target, ack.plan_id, ack.unit_id):
+            refused[envelope.id] = EventRejected("rule_violation", str(error))
         elif target.acknowledged_at is None:
             target.acknowledged_at = now
             session.add(target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -72,6 +73,10 @@ VERSION_KEY = (ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.uni
 CONTRIBUTION_KEY = (UnitContribution.plan_id, UnitContribution.phase_seq, UnitContribution.unit_id)
 
 
+def plans_by_id(session: Session, plan_ids: Iterable[str]) -> dict[str, PlanView]:
+    return {plan.plan_id: plan for plan in rows_in(session, PlanView.plan_id, plan_ids)}
+
+
 def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
     keys: set[ReportKey] = uow.batch.setdefault("reporting.dirty", set())
     return keys
@@ -97,11 +102,7 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
         sent_to[recipient.unit_id].append(recipient.plan_id)
     if not sent_to:
         return
-    plans: dict[str, PlanView] = {}
-    for part in chunks(sorted({plan_id for sent in sent_to.values() for plan_id in sent})):
-        plans.update(
-            (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
-        )
+    plans = plans_by_id(session, {plan_id for sent in sent_to.values() for plan_id in sent})
     level: dict[tuple[str, str | None], dict[str, PlanView]] = {}
     for campaign_id, parent_plan_id in sorted(
         {(p.campaign_id, p.parent_plan_id) for p in plans.values()}, key=str
@@ -277,11 +278,7 @@ class Known:
     def read(cls, session: Session, reports: list[ReportSubmitted]) -> Known:
         known = cls()
         plan_ids = sorted({report.plan_id for report in reports})
-        for part in chunks(plan_ids):
-            known.plans.update(
-                (plan.plan_id, plan)
-                for plan in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
-            )
+        known.plans = plans_by_id(session, plan_ids)
         keys = {(report.plan_id, report.phase_seq, report.unit_id) for report in reports}
         known.targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
         above = {
@@ -292,12 +289,11 @@ class Known:
         review_key = (Review.plan_id, Review.phase_seq, Review.unit_id)
         for review in rows_in(session, review_key, keys | above):
             known.reviews[(review.plan_id, review.phase_seq, review.unit_id)] = review
-        for part in chunks([report.report_id for report in reports]):
-            known.kept.update(
-                session.exec(
-                    select(ReportVersion.report_id).where(col(ReportVersion.report_id).in_(part))
-                ).all()
-            )
+        report_ids = [report.report_id for report in reports]
+        known.kept = {
+            row[0]
+            for row in columns_in(session, (ReportVersion.report_id,), ReportVersion.report_id, report_ids)
+        }
         return known
 
     def lock_reason(self, plan: PlanView, phase_seq: int, unit_id: str) -> str | None:
@@ -356,23 +352,42 @@ def report_problems(
 
 
 def keep_version(uow: UnitOfWork, report: ReportSubmitted) -> None:
-    """Keep a report version (once), mark it submitted, and note its unit for the end-of-batch refresh."""
-    session = uow.session
-    if session.get(ReportVersion, report.report_id) is None:
-        session.add(
-            ReportVersion(
-                report_id=report.report_id,
-                plan_id=report.plan_id,
-                phase_seq=report.phase_seq,
-                unit_id=report.unit_id,
-                values=dict(report.values),
-                narrative=report.narrative,
-                submitted_at=report.submitted_at,
-                received_at=uow.clock.now(),
-            )
+    """Keep one report version (once), mark it submitted, and note its unit for the end-of-batch refresh."""
+    keep_versions(uow, [report], Known.read(uow.session, [report]))
+
+
+def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known) -> None:
+    """Keep the versions not kept yet (in one insert), mark each unit's report submitted, and note the
+    units for the end-of-batch refresh."""
+    session, now = uow.session, uow.clock.now()
+    versions: list[dict[str, Any]] = []
+    for report in reports:
+        key = (report.plan_id, report.phase_seq, report.unit_id)
+        dirty_keys(uow).add(key)
+        if report.report_id in known.kept:
+            continue
+        known.kept.add(report.report_id)
+        versions.append(
+            {
+                "report_id": report.report_id,
+                "plan_id": report.plan_id,
+                "phase_seq": report.phase_seq,
+                "unit_id": report.unit_id,
+                "values": dict(report.values),
+                "narrative": report.narrative,
+                "submitted_at": report.submitted_at,
+                "received_at": now,
+            }
         )
-        set_review(session, report.plan_id, report.phase_seq, report.unit_id, "submitted", uow.clock.now())
-    dirty_keys(uow).add((report.plan_id, report.phase_seq, report.unit_id))
+        review = known.reviews.get(key)
+        if review is None:
+            review = known.reviews[key] = Review(
+                plan_id=key[0], phase_seq=key[1], unit_id=key[2], state="submitted", at=now
+            )
+        review.state, review.at, review.by_unit_id, review.reason = "submitted", now, None, ""
+        session.add(review)
+    if versions:
+        session.execute(sa.insert(ReportVersion), versions)
 
 
 def set_review(
@@ -403,46 +418,23 @@ def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, Even
     reports = [envelope.data for envelope in envelopes]
     known = Known.read(session, reports)  # type: ignore[arg-type]
     refused: dict[str, EventRejected] = {}
-    versions: list[dict[str, Any]] = []
-    now = uow.clock.now()
+    accepted: list[ReportSubmitted] = []
     for envelope in envelopes:
         report = envelope.data
         assert isinstance(report, ReportSubmitted)
+        plan = known.plans.get(report.plan_id)
         if envelope.unit != report.unit_id:
             detail = f"unit {envelope.unit} submitted a report for {report.unit_id}"
             refused[envelope.id] = EventRejected("unauthorized", detail)
-            continue
-        key = (report.plan_id, report.phase_seq, report.unit_id)
-        plan = known.plans.get(report.plan_id)
-        if report.report_id not in known.kept:
-            problems = report_problems(session, plan, report, known) if plan is not None else []
-            if problems:
-                detail = "; ".join(str(problem) for problem in problems)
-                refused[envelope.id] = EventRejected("rule_violation", detail)
-                continue
-            known.kept.add(report.report_id)
-            versions.append(
-                {
-                    "report_id": report.report_id,
-                    "plan_id": report.plan_id,
-                    "phase_seq": report.phase_seq,
-                    "unit_id": report.unit_id,
-                    "values": dict(report.values),
-                    "narrative": report.narrative,
-                    "submitted_at": report.submitted_at,
-                    "received_at": now,
-                }
-            )
-            review = known.reviews.get(key)
-            if review is None:
-                review = known.reviews[key] = Review(
-                    plan_id=key[0], phase_seq=key[1], unit_id=key[2], state="submitted", at=now
-                )
-            review.state, review.at, review.by_unit_id, review.reason = "submitted", now, None, ""
-            session.add(review)
-        dirty_keys(uow).add(key)
-    if versions:
-        session.execute(sa.insert(ReportVersion), versions)
+        elif (
+            plan is not None
+            and report.report_id not in known.kept
+            and (problems := report_problems(session, plan, report, known))
+        ):
+            refused[envelope.id] = EventRejected("rule_violation", "; ".join(str(p) for p in problems))
+        else:
+            accepted.append(report)
+    keep_versions(uow, accepted, known)
     return refused
 
 
@@ -529,12 +521,7 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     session = uow.session
     plan_ids = sorted({plan_id for plan_id, _, _ in keys})
     units = {unit_id for _, _, unit_id in keys}
-    plans: dict[str, PlanView] = {}
-    for part in chunks(plan_ids):
-        plans.update(
-            (p.plan_id, p) for p in session.exec(select(PlanView).where(col(PlanView.plan_id).in_(part)))
-        )
-    in_plans = col(ReportTarget.plan_id).in_(plan_ids)
+    plans = plans_by_id(session, plan_ids)
     targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
     version_columns = (
