@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import signal
 import statistics
 import subprocess
@@ -34,14 +35,16 @@ import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pydantic import SecretStr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import make_url
 
 from services.demo import INDICATORS, figures_of, report_values
+from shared.access import service_headers
 from shared.clock import LOCAL_TZ
 from shared.events import Envelope, Event, PlanAcknowledged, ReportSubmitted, to_kafka
 from shared.local_broker import LocalBroker, free_port
-from shared.settings import SERVICES
+from shared.settings import SERVICES, Settings
 from shared.topics import STREAMS, topic_name
 
 NATIONAL_GRASSROOTS = 135_000
@@ -226,14 +229,29 @@ class Stack:
     def start(self) -> None:
         for service in SERVICES:
             self.ports[service] = free_port()
-            log = (self.workdir / f"{service}.log").open("wb")
-            self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "serve", service, "--port", str(self.ports[service])],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            self.start_one(service)
+
+    def start_one(self, service: str) -> None:
+        """Start (or start again, on the same port) one service's process."""
+        log = (self.workdir / f"{service}.log").open("ab")
+        self.processes[service] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", service, "--port", str(self.ports[service])],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: no shutdown of any kind, as when a machine dies."""
+        process = self.processes[service]
+        process.kill()
+        process.wait(10)
+
+    def headers(self) -> dict[str, str]:
+        """The harness calls the APIs as a service, with a token signed with the run's key."""
+        settings = Settings(secret_key=SecretStr(self.env["THIDUA_SECRET_KEY"]))
+        return service_headers(settings, "harness")
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}/{service}"
@@ -284,7 +302,7 @@ class Stack:
 
 
 @contextmanager
-def databases(database: str, workdir: Path) -> Iterator[tuple[str, str]]:
+def databases(database: str, workdir: Path, stem: str = "thidua_bench") -> Iterator[tuple[str, str]]:
     """A database URL template with "{service}" and the name of the engine: SQLite files in the work
     directory, or fresh databases on the PostgreSQL server at `database`, dropped afterwards."""
     if database == "sqlite":
@@ -293,7 +311,7 @@ def databases(database: str, workdir: Path) -> Iterator[tuple[str, str]]:
     server = make_url(database)
     if not server.drivername.startswith("postgresql"):
         raise ValueError(f"database: {database!r} is neither 'sqlite' nor a postgresql:// server URL")
-    stem = f"thidua_bench_{uuid.uuid4().hex[:8]}"
+    stem = f"{stem}_{uuid.uuid4().hex[:8]}"
     names = [f"{stem}_{service}" for service in SERVICES]
     admin = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as connection:
@@ -452,6 +470,7 @@ async def run_national(
                 "THIDUA_TOPIC_PREFIX": prefix,
                 "THIDUA_DATABASE_URL": database_url,
                 "THIDUA_VAR_DIR": str(workdir),
+                "THIDUA_SECRET_KEY": secrets.token_hex(32),
                 "THIDUA_LOG_LEVEL": "WARNING",
                 # Nothing leaves the machine: every message is written to the delivery log.
                 "THIDUA_DOCUMENT_CHANNELS": "log",
@@ -525,7 +544,7 @@ async def _run(
 ) -> None:
     tree = federation(grassroots)
     limits = httpx.Timeout(120.0)
-    async with httpx.AsyncClient(timeout=limits) as client:
+    async with httpx.AsyncClient(timeout=limits, headers=stack.headers()) as client:
         await stack.ready(client)
         plans, reporting = stack.url("plans"), stack.url("reporting")
 

@@ -16,6 +16,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from shared.access import service_headers, service_token
 from shared.errors import FieldError
 from shared.logs import setup_logging
 from shared.settings import SERVICES, Settings, get_settings
@@ -139,7 +140,10 @@ async def _run_demo(settings: Settings) -> list[str]:
     await runtime.start()
     try:
         transport = httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False))
-        async with httpx.AsyncClient(transport=transport, base_url="http://thidua") as client:
+        client = httpx.AsyncClient(
+            transport=transport, base_url="http://thidua", headers=service_headers(settings, "demo")
+        )
+        async with client:
             result = await flow.run_flow(client, clock, runtime.tick)
     finally:
         await runtime.stop()
@@ -242,19 +246,15 @@ def status(
 ) -> None:
     """The completeness table of a plan's phase: expected, received, on time, late and missing reports
     for the plan's issuer and each unit below it, with the summed figures."""
-    base = f"{api.rstrip('/')}/reporting/plans/{plan_id}/phases/{phase}"
-    response = httpx.get(f"{base}/completeness", timeout=30)
-    if response.status_code != 200:
-        console.print(f"[red]{response.json().get('detail', response.text)}[/]")
-        raise typer.Exit(1)
-    table = response.json()
+    base = f"/reporting/plans/{plan_id}/phases/{phase}"
+    table = call(api, "GET", f"{base}/completeness")
     print_completeness(table, f"Đợt {phase} — {table['total']['name']}")
     if export is not None:
         kind = export.suffix.lower().lstrip(".")
         if kind not in ("xlsx", "csv"):
             message = f"{export.name}: the file must end in .xlsx or .csv"
             raise typer.BadParameter(message, param_hint="--export")
-        export.write_bytes(httpx.get(f"{base}/export.{kind}", timeout=60).content)
+        export.write_bytes(call(api, "GET", f"{base}/export.{kind}"))
         console.print(f"Saved {export}")
 
 
@@ -320,13 +320,8 @@ def org_import(
         console.print(f"[red]{file}: {error}[/]")
         raise typer.Exit(2) from error
     payload = [unit.model_dump(mode="json") for unit in units]
-    response = httpx.post(f"{api.rstrip('/')}/plans/org/units", json=payload, timeout=60)
-    if response.status_code != 201:
-        console.print(
-            f"[red]Refused ({response.status_code}): {json.dumps(response.json(), ensure_ascii=False)}[/]"
-        )
-        raise typer.Exit(1)
-    console.print(f"Registered {response.json()['registered']} units.")
+    answer = call(api, "POST", "/plans/org/units", payload)
+    console.print(f"Registered {answer['registered']} units.")
 
 
 @org_app.command("officer")
@@ -349,7 +344,9 @@ def org_officer(
 def call(api: str, method: str, path: str, body: Any = None, content: bytes | None = None) -> Any:
     """Call a running thidua; a refusal is printed field by field and ends the command. `content` is
     sent as it is (a document); an answer that is not JSON comes back as bytes."""
-    headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+    headers = {"Authorization": f"Bearer {caller_token()}"}
+    if content is not None:
+        headers["Content-Type"] = "application/octet-stream"
     response = httpx.request(
         method, f"{api.rstrip('/')}{path}", json=body, content=content, headers=headers, timeout=60
     )
@@ -370,6 +367,25 @@ def call(api: str, method: str, path: str, body: Any = None, content: bytes | No
     if response.headers.get("content-type", "").startswith("application/json"):
         return response.json()
     return response.content
+
+
+def caller_token() -> str:
+    """THIDUA_TOKEN (an officer's, from `POST /plans/auth/token`), or else an operator's token signed
+    with the deployment's key, which only a machine holding THIDUA_SECRET_KEY (or the embedded key
+    file) can make."""
+    settings = get_settings()
+    if settings.token is not None:
+        return settings.token.get_secret_value()
+    return service_token(settings, "operator")
+
+
+@app.command()
+def token(
+    service: Annotated[str, typer.Argument(help="The service or system the token is for, e.g. ioffice")],
+) -> None:
+    """Print a service token signed with the deployment's key, for a system that calls the APIs (the
+    iOffice exchange, a reporting tool). It acts for the whole federation: keep it like a password."""
+    sys.stdout.write(service_token(get_settings(), service) + "\n")
 
 
 def read_body(file: Path) -> Any:

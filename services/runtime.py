@@ -262,6 +262,8 @@ def create_app(runtime: Runtime, manage_lifecycle: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Tokens are checked against the deployment's key (see shared/access.py).
+    app.state.settings = runtime.settings
     for definition in runtime.definitions:
         app.include_router(definition.api(runtime.contexts[definition.name]), prefix=f"/{definition.name}")
 

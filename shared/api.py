@@ -8,6 +8,7 @@ from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from shared.access import Forbidden
 from shared.errors import FieldError, InvalidInput
 from shared.events import MAX_PHASES
 
@@ -52,11 +53,16 @@ def plain_error(item: dict[str, Any]) -> dict[str, Any]:
 
 def install_error_handlers(app: FastAPI) -> None:
     """A FieldError from any service becomes a 422 naming the field, the value and what was expected;
-    so does a request that does not even parse (a date like 2023-02-30, a missing field)."""
+    so does a request that does not even parse (a date like 2023-02-30, a missing field). A caller who may
+    not do what they asked gets a 403 in the same form."""
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         return problem(422, [plain_error(dict(item)) for item in error.errors()])
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_request: Request, error: Forbidden) -> JSONResponse:
+        return problem(403, [error.as_dict()])
 
     @app.exception_handler(FieldError)
     async def field_error(_request: Request, error: FieldError) -> JSONResponse:

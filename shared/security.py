@@ -40,9 +40,17 @@ def secret_key(settings: Settings) -> bytes:
         return settings.secret_key.get_secret_value().encode()
     path = Path(settings.var_dir) / "secret.key"
     if not path.exists():
+        # Written aside, then linked in place: processes starting together all end up with the same key.
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
+        draft = path.with_name(f"secret.key.{os.getpid()}")
+        draft.write_text(secrets.token_hex(32))
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip().encode()
 
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # Signs officers' tokens; unset in the embedded mode: a key kept in <var_dir>/secret.key.
     secret_key: SecretStr | None = None
     token_hours: float = 12.0
+    # The token the command line calls the APIs with (an officer's); unset: an operator's, signed with
+    # the key above.
+    token: SecretStr | None = None
 
     # ---------------------------------------------------------------- notifications
     # Channels in the order they are tried: plans (documents) and other messages. A unit gets the first

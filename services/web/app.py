@@ -92,7 +92,10 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
     """The pages; `client_for()` gives a client of the services' APIs."""
     router = APIRouter(include_in_schema=False)
 
-    async def api(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def api(officer: Officer | None, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A call of the APIs as the signed-in officer: the APIs hold them to their unit and subtree."""
+        if officer is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {officer.token}"}
         async with client_for() as client:
             return await client.request(method, path, **kwargs)
 
@@ -100,8 +103,10 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         token = request.cookies.get(COOKIE)
         if not token:
             return None
-        answer = await api("GET", "/plans/auth/me", headers={"Authorization": f"Bearer {token}"})
-        return Officer(answer.json(), token) if answer.status_code == 200 else None
+        answer = await api(None, "GET", "/plans/auth/me", headers={"Authorization": f"Bearer {token}"})
+        if answer.status_code != 200 or not answer.json()["unit_id"]:
+            return None
+        return Officer(answer.json(), token)
 
     def to_sign_in(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/dang-nhap?tiep={quote(str(request.url.path))}", status_code=303)
@@ -114,7 +119,9 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
     async def sign_in(
         username: Annotated[str, Form()], password: Annotated[str, Form()], tiep: Annotated[str, Form()] = "/"
     ) -> Response:
-        answer = await api("POST", "/plans/auth/token", json={"username": username, "password": password})
+        answer = await api(
+            None, "POST", "/plans/auth/token", json={"username": username, "password": password}
+        )
         if answer.status_code != 200:
             return page("sign_in.html", next=tiep, error="Sai tên đăng nhập hoặc mật khẩu.", status=401)
         target = tiep if tiep.startswith("/") and not tiep.startswith("//") else "/"
@@ -133,10 +140,14 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         officer = await signed_in(request)
         if officer is None:
             return to_sign_in(request)
-        received = (await api("GET", "/plans/plans", params={"target_unit_id": officer.unit_id})).json()
-        issued = (await api("GET", "/plans/plans", params={"issuer_unit_id": officer.unit_id})).json()
+        received = (
+            await api(officer, "GET", "/plans/plans", params={"target_unit_id": officer.unit_id})
+        ).json()
+        issued = (
+            await api(officer, "GET", "/plans/plans", params={"issuer_unit_id": officer.unit_id})
+        ).json()
         for plan in received + issued:
-            plan["phases"] = (await api("GET", f"/plans/plans/{plan['id']}")).json()["phases"]
+            plan["phases"] = (await api(officer, "GET", f"/plans/plans/{plan['id']}")).json()["phases"]
         return page(
             "home.html", officer, received=received, issued=issued, timeline=timeline(received + issued)
         )
@@ -146,30 +157,36 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         officer = await signed_in(request)
         if officer is None:
             return to_sign_in(request)
-        found = await api("GET", f"/plans/plans/{plan_id}")
+        found = await api(officer, "GET", f"/plans/plans/{plan_id}")
+        if found.status_code == 403:  # neither issued in the officer's subtree nor sent to their unit
+            return page(
+                "message.html", officer, status=403, message="Kế hoạch này không thuộc đơn vị của bạn."
+            )
         if found.status_code != 200:
             return page("message.html", officer, status=404, message="Không tìm thấy kế hoạch.")
         plan = found.json()
         sent_to_me = any(
             t["unit_id"] == officer.unit_id
-            for t in (await api("GET", f"/plans/plans/{plan_id}/deployment")).json().get("targets", [])
+            for t in (await api(officer, "GET", f"/plans/plans/{plan_id}/deployment"))
+            .json()
+            .get("targets", [])
         )
-        if plan["issuer_unit_id"] not in officer.subtree and not sent_to_me:
-            return page(
-                "message.html", officer, status=403, message="Kế hoạch này không thuộc đơn vị của bạn."
-            )
-        parent = (
-            (await api("GET", f"/plans/plans/{plan['parent_plan_id']}")).json()
+        above = (
+            await api(officer, "GET", f"/plans/plans/{plan['parent_plan_id']}")
             if plan["parent_plan_id"]
             else None
         )
-        children = (await api("GET", "/plans/plans", params={"parent_plan_id": plan_id})).json()
+        # The plan it implements, when the officer may read that one too.
+        parent = above.json() if above is not None and above.status_code == 200 else None
+        children = (await api(officer, "GET", "/plans/plans", params={"parent_plan_id": plan_id})).json()
         children = [child for child in children if child["issuer_unit_id"] in officer.subtree]
-        deadlines = (await api("GET", f"/plans/plans/{plan_id}/deadlines")).json()
+        deadlines = (await api(officer, "GET", f"/plans/plans/{plan_id}/deadlines")).json()
         tables = []
         if plan["issuer_unit_id"] in officer.subtree:
             for phase in plan["phases"]:
-                answer = await api("GET", f"/reporting/plans/{plan_id}/phases/{phase['seq']}/completeness")
+                answer = await api(
+                    officer, "GET", f"/reporting/plans/{plan_id}/phases/{phase['seq']}/completeness"
+                )
                 if answer.status_code == 200:
                     tables.append(answer.json())
         heatmap = heat_map(tables)
@@ -198,9 +215,11 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         errors: dict[str, str],
         status: int = 200,
     ) -> Response:
-        plan = (await api("GET", f"/plans/plans/{plan_id}")).json()
+        plan = (await api(officer, "GET", f"/plans/plans/{plan_id}")).json()
         history = (
-            await api("GET", "/reporting/reports", params={"plan_id": plan_id, "unit_id": officer.unit_id})
+            await api(
+                officer, "GET", "/reporting/reports", params={"plan_id": plan_id, "unit_id": officer.unit_id}
+            )
         ).json()
         history = [version for version in history if version["phase_seq"] == seq]
         return page(
@@ -229,10 +248,11 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         if officer is None:
             return to_sign_in(request)
         form = {key: str(value) for key, value in (await request.form()).items()}
-        plan = (await api("GET", f"/plans/plans/{plan_id}")).json()
+        plan = (await api(officer, "GET", f"/plans/plans/{plan_id}")).json()
         values, errors = read_report_form(plan["indicators"], form)
         if not errors:
             answer = await api(
+                officer,
                 "POST",
                 "/reporting/reports",
                 json={
@@ -263,6 +283,7 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         if officer is None:
             return to_sign_in(request)
         answer = await api(
+            officer,
             "POST",
             f"/reporting/plans/{plan_id}/phases/{seq}/reviews",
             json={"unit_id": unit_id, "action": action, "by_unit_id": officer.unit_id, "reason": reason},
@@ -292,6 +313,7 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
             return to_sign_in(request)
         data = await document.read()
         answer = await api(
+            officer,
             "POST",
             "/plans/documents",
             params={"unit_id": officer.unit_id, "filename": document.filename or ""},
@@ -310,12 +332,12 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         officer = await signed_in(request)
         if officer is None:
             return to_sign_in(request)
-        draft = await api("GET", f"/plans/drafts/{draft_id}")
+        draft = await api(officer, "GET", f"/plans/drafts/{draft_id}")
         if draft.status_code != 200 or draft.json()["unit_id"] != officer.unit_id:
             return page(
                 "message.html", officer, status=403, message="Dự thảo này không thuộc đơn vị của bạn."
             )
-        answer = await api("POST", f"/plans/drafts/{draft_id}/issue")
+        answer = await api(officer, "POST", f"/plans/drafts/{draft_id}/issue")
         if answer.status_code == 201:
             return RedirectResponse(
                 f"/ke-hoach/{answer.json()['plan_id']}?tb={quote('Đã ban hành kế hoạch')}", 303
@@ -330,15 +352,17 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         officer = await signed_in(request)
         if officer is None:
             return to_sign_in(request)
-        rows = (await api("GET", "/awards/nominations")).json()
+        rows = (await api(officer, "GET", "/awards/nominations")).json()
         rows = [
-            (await api("GET", f"/awards/nominations/{row['id']}")).json()
+            (await api(officer, "GET", f"/awards/nominations/{row['id']}")).json()
             for row in rows
             if row.get("unit_id") in officer.subtree or row.get("to_unit_id") == officer.unit_id
         ]
         quotas = []
         for plan_id in dict.fromkeys(row["plan_id"] for row in rows if row["unit_id"] == officer.unit_id):
-            answer = await api("GET", f"/awards/plans/{plan_id}/quota", params={"unit_id": officer.unit_id})
+            answer = await api(
+                officer, "GET", f"/awards/plans/{plan_id}/quota", params={"unit_id": officer.unit_id}
+            )
             if answer.status_code == 200:
                 quotas.append(answer.json())
         return page(
@@ -350,7 +374,7 @@ def build_web(client_for: Callable[[], httpx.AsyncClient]) -> APIRouter:
         if officer is None:
             return to_sign_in(request)
         answer = await api(
-            "POST", f"/awards/nominations/{path}", json={**body, "by_unit_id": officer.unit_id}
+            officer, "POST", f"/awards/nominations/{path}", json={**body, "by_unit_id": officer.unit_id}
         )
         if answer.status_code >= 400:
             detail = answer.json().get("detail", [])

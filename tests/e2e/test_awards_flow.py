@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from services.demo import expect, local, wait_for
 from services.runtime import Runtime, create_app
 from shared.clock import ManualClock
+from tests.integration.helpers import api_client
 
 UNITS = [
     {"id": "vn", "name": "Tổng LĐLĐ Việt Nam", "level": "national"},
@@ -25,9 +24,7 @@ GOOD_FACTS = {"members": 20, "members_completing": 20, "lao_dong_tien_tien": 15,
 async def test_nominations_go_up_to_the_level_that_may_grant_them(runtime: Runtime) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False)), base_url="http://t"
-    )
+    client = api_client(create_app(runtime, manage_lifecycle=False), runtime.settings, "http://t")
     await expect(
         client, "POST", "/plans/org/units", 201, json=[{**u, "valid_from": "2020-01-01"} for u in UNITS]
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 from sqlmodel import col, select
 
 from services import demo
@@ -10,13 +9,13 @@ from services.plans.models import PlanPhase
 from services.runtime import Runtime, create_app
 from shared.clock import ManualClock
 from shared.storage import OutboxRecord
+from tests.integration.helpers import api_client
 
 
 async def test_a_campaign_cascades_down_and_its_figures_add_up_exactly(runtime: Runtime) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    transport = httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False))
-    async with httpx.AsyncClient(transport=transport, base_url="http://thidua") as client:
+    async with api_client(create_app(runtime, manage_lifecycle=False), runtime.settings) as client:
         result = await demo.run_flow(client, clock, runtime.tick)
         assert demo.mismatches(result) == []
 

@@ -15,7 +15,9 @@ import httpx
 import openpyxl
 import pytest
 
+from shared.access import service_headers
 from shared.local_broker import free_port
+from shared.settings import Settings
 
 THIDUA = [sys.executable, "-m", "services.cli"]
 
@@ -25,6 +27,12 @@ def environment(tmp_path: Path) -> dict[str, str]:
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # the embedded defaults
     env["THIDUA_VAR_DIR"] = str(tmp_path / "var")
     return env
+
+
+def operator(tmp_path: Path) -> dict[str, str]:
+    """An operator's token, signed with the key `thidua up` keeps in its var folder."""
+    settings = Settings(var_dir=tmp_path / "var", _env_file=None)  # type: ignore[call-arg]
+    return service_headers(settings, "tests")
 
 
 def test_demo_prints_the_tables_and_exits_zero(tmp_path: Path) -> None:
@@ -73,7 +81,8 @@ hn-lb-01,CĐCS Trường THCS Gia Thụy,grassroots,hn-lb,school,gt@example.vn,n
 
 def check_org_import_and_move(base: str, tmp_path: Path) -> None:
     """`thidua org import` registers a CSV; a bad one is refused naming the row; a move keeps history."""
-    env = {**os.environ, "THIDUA_API_URL": base}
+    # The command line signs its calls with the key `thidua up` keeps in its var folder.
+    env = {**environment(tmp_path), "THIDUA_API_URL": base}
     good = tmp_path / "units.csv"
     good.write_text(ORG_CSV, encoding="utf-8")
     done = subprocess.run([*THIDUA, "org", "import", str(good)], env=env, capture_output=True, text=True)
@@ -86,18 +95,22 @@ def check_org_import_and_move(base: str, tmp_path: Path) -> None:
     assert "row 4: level" in refused.stdout and "cơ sở" in refused.stdout
 
     moved = httpx.post(
-        f"{base}/plans/org/units/hn-lb-01/move", json={"new_parent_id": "hn-hk", "effective_on": "2024-01-01"}
+        f"{base}/plans/org/units/hn-lb-01/move",
+        headers=operator(tmp_path),
+        json={"new_parent_id": "hn-hk", "effective_on": "2024-01-01"},
     )
     assert moved.status_code == 204, moved.text
 
     def children(parent: str, on: str) -> list[str]:
-        rows = httpx.get(f"{base}/plans/org/units", params={"parent_id": parent, "on": on}).json()
+        rows = httpx.get(
+            f"{base}/plans/org/units", headers=operator(tmp_path), params={"parent_id": parent, "on": on}
+        ).json()
         return [row["unit_id"] for row in rows]
 
     assert children("hn-lb", "2023-12-31") == ["hn-lb-01"] and children("hn-hk", "2023-12-31") == []
     assert children("hn-lb", "2024-01-01") == [] and children("hn-hk", "2024-01-01") == ["hn-lb-01"]
     below_itself = {"new_parent_id": "hn-lb-01", "effective_on": "2024-02-01"}
-    wrong = httpx.post(f"{base}/plans/org/units/hn-lb-01/move", json=below_itself)
+    wrong = httpx.post(f"{base}/plans/org/units/hn-lb-01/move", headers=operator(tmp_path), json=below_itself)
     assert wrong.status_code == 422
     assert wrong.json()["detail"][0]["field"] == "new_parent_id"
 
@@ -121,18 +134,21 @@ def check_status(base: str, tmp_path: Path) -> None:
         "indicators": [{"code": "new_members", "name": "Đoàn viên mới", "kind": "count"}],
         "auto_derive": True,
     }
-    issued = httpx.post(f"{base}/plans/plans", json=plan)
+    issued = httpx.post(f"{base}/plans/plans", headers=operator(tmp_path), json=plan)
     assert issued.status_code == 201, issued.text
     plan_id = issued.json()["plan_id"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        table = httpx.get(f"{base}/reporting/plans/{plan_id}/phases/1/completeness")
+        table = httpx.get(
+            f"{base}/reporting/plans/{plan_id}/phases/1/completeness", headers=operator(tmp_path)
+        )
         # thidua up runs on the wall clock: the 2023 deadline has passed, so the unit is missing.
         if table.status_code == 200 and table.json()["total"]["missing"] == 1:
             break
         time.sleep(0.2)
     workbook = tmp_path / "status.xlsx"
-    env = {**os.environ, "THIDUA_API_URL": base}
+    # The command line signs its calls with the key `thidua up` keeps in its var folder.
+    env = {**environment(tmp_path), "THIDUA_API_URL": base}
     shown = subprocess.run(
         [*THIDUA, "status", plan_id, "--export", str(workbook)], env=env, capture_output=True, text=True
     )
@@ -163,7 +179,8 @@ deadlines:
 
 def check_plan_verbs(base: str, tmp_path: Path) -> None:
     """`thidua plan …` issues, shows, dates a milestone, derives, acknowledges and revokes, over HTTP."""
-    env = {**os.environ, "THIDUA_API_URL": base}
+    # The command line signs its calls with the key `thidua up` keeps in its var folder.
+    env = {**environment(tmp_path), "THIDUA_API_URL": base}
 
     def plan(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*THIDUA, "plan", *args], env=env, capture_output=True, text=True, timeout=60)
@@ -242,7 +259,12 @@ def check_web_alone(base: str, tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.3)
         officer = {"username": "hoankiem", "password": "mat-khau-an-toan"}
-        assert httpx.post(f"{base}/plans/org/units/hn-hk/officers", json=officer).status_code == 201
+        assert (
+            httpx.post(
+                f"{base}/plans/org/units/hn-hk/officers", headers=operator(tmp_path), json=officer
+            ).status_code
+            == 201
+        )
         signed = httpx.post(f"{site}/dang-nhap", data=officer, follow_redirects=True)
         assert signed.status_code == 200 and "Kế hoạch của tôi" in signed.text
         assert "LĐLĐ quận Hoàn Kiếm" in signed.text
@@ -282,7 +304,8 @@ def test_up_serves_health_readiness_metrics_and_the_apis(tmp_path: Path) -> None
         metrics = httpx.get(f"{base}/metrics").text
         assert 'thidua_outbox_pending{service="plans"}' in metrics
         assert 'thidua_reports_received_total{timeliness="late"} 0.0' in metrics
-        assert httpx.get(f"{base}/plans/org/units").json() == []
+        assert httpx.get(f"{base}/plans/org/units").status_code == 401  # every API call needs a token
+        assert httpx.get(f"{base}/plans/org/units", headers=operator(tmp_path)).json() == []
         check_org_import_and_move(base, tmp_path)
         check_status(base, tmp_path)
         check_plan_verbs(base, tmp_path)

@@ -15,6 +15,7 @@ from docx import Document
 from services.demo import expect
 from services.runtime import Runtime, create_app
 from shared.documents.edxml import NAMESPACE, Organ, Status, read_package, write_status
+from tests.integration.helpers import api_client
 
 SEEDS = Path(__file__).parent.parent / "fixtures" / "seeds"
 UNITS = [
@@ -58,9 +59,7 @@ DISTRICT_PLAN = {
 
 
 async def test_plans_in_and_out_as_documents(runtime: Runtime) -> None:
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False)), base_url="http://t"
-    )
+    client = api_client(create_app(runtime, manage_lifecycle=False), runtime.settings, "http://t")
     await expect(
         client, "POST", "/plans/org/units", 201, json=[{**u, "valid_from": "2020-01-01"} for u in UNITS]
     )

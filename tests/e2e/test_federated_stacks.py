@@ -20,6 +20,7 @@ from services.demo import expect, local, wait_for
 from services.runtime import Runtime, create_app
 from shared.clock import ManualClock
 from shared.settings import Settings
+from tests.integration.helpers import api_client
 
 NATIONAL_UNITS = [
     {"id": "vn", "name": "Tổng LĐLĐ Việt Nam", "level": "national"},
@@ -68,10 +69,7 @@ async def stacks(kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[tuple[Ru
 
 
 def client_of(runtime: Runtime) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False)),
-        base_url="http://stack",
-    )
+    return api_client(create_app(runtime, manage_lifecycle=False), runtime.settings, "http://stack")
 
 
 async def test_a_province_stack_cascades_the_national_plan_and_its_reports_add_up_nationally(

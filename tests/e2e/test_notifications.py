@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from docx import Document
@@ -35,7 +34,7 @@ from shared.events import from_kafka
 from shared.local_broker import free_port
 from shared.settings import SERVICES, Settings
 from shared.storage import OutboxRecord
-from tests.integration.helpers import produce
+from tests.integration.helpers import api_client, produce
 
 SECRET = "bí mật chung"
 UNITS = [
@@ -188,9 +187,7 @@ async def test_plans_reminders_and_failures_reach_people_once(
     runtime, (inbox, _), (far_end, _) = told, mail, exchange
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False)), base_url="http://t"
-    )
+    client = api_client(create_app(runtime, manage_lifecycle=False), runtime.settings, "http://t")
 
     async def deliveries(**query: str) -> list[dict[str, Any]]:
         return await expect(client, "GET", "/notifications/deliveries", 200, params=query)

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from services.demo import expect, local, wait_for
 from services.runtime import Runtime, create_app
 from shared.clock import ManualClock
+from tests.integration.helpers import api_client
 
 UNITS = [
     {"id": "hn", "name": "LĐLĐ thành phố Hà Nội", "level": "province", "valid_from": "2020-01-01"},
@@ -29,9 +28,7 @@ CONGRESS = {"id": "dai-hoi-v", "name": "Đại hội Công đoàn quận Long Bi
 async def test_milestones_replan_the_cascade_and_revocation_takes_it_down(runtime: Runtime) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False)), base_url="http://t"
-    )
+    client = api_client(create_app(runtime, manage_lifecycle=False), runtime.settings, "http://t")
     await expect(client, "POST", "/plans/org/units", 201, json=UNITS)
     city = await expect(
         client,

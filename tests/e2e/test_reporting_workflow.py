@@ -8,7 +8,6 @@ import io
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import openpyxl
 
 from services.demo import expect, local, wait_for
@@ -16,7 +15,7 @@ from services.runtime import Runtime, create_app
 from shared.clock import ManualClock
 from shared.events import Envelope, ReportSubmitted
 from shared.topics import topic_name
-from tests.integration.helpers import produce_events
+from tests.integration.helpers import api_client, produce_events
 
 UNITS = [
     {"id": "hn", "name": "LĐLĐ thành phố Hà Nội", "level": "province", "valid_from": "2020-01-01"},
@@ -68,8 +67,7 @@ async def test_reports_move_up_exactly_through_moves_reordering_review_and_conso
 ) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    transport = httpx.ASGITransport(app=create_app(runtime, manage_lifecycle=False))
-    client = httpx.AsyncClient(transport=transport, base_url="http://thidua")
+    client = api_client(create_app(runtime, manage_lifecycle=False), runtime.settings)
     await expect(client, "POST", "/plans/org/units", 201, json=UNITS)
     city = await expect(
         client,

@@ -4,6 +4,7 @@ cascades, units report and nominate, and each service's own /metrics shows its b
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
+from shared.access import service_headers
 from shared.clock import Clock
 from shared.local_broker import free_port
 from shared.settings import SERVICES, Settings
@@ -28,6 +31,9 @@ UNITS = [
         for n in (1, 2, 3)
     ),
 ]
+
+
+KEY = secrets.token_hex(32)
 
 
 class ByPrefix(httpx.BaseTransport):
@@ -78,6 +84,8 @@ def processes(settings: Settings, tmp_path: Path) -> Iterator[dict[str, int]]:
             "THIDUA_TICK_SECONDS": "0.3",
             "THIDUA_RELAY_POLL_SECONDS": "0.05",
             "THIDUA_LOG_LEVEL": "WARNING",
+            # The services check each other's callers' tokens with one key, as a deployment sets it.
+            "THIDUA_SECRET_KEY": KEY,
         }
     )
     ports = {service: free_port() for service in SERVICES}
@@ -117,7 +125,10 @@ def test_each_service_runs_alone_and_its_metrics_move(processes: dict[str, int])
     before = {service: scrape(port) for service, port in processes.items()}
     assert value(before["reporting"], "thidua_reports_received_total", timeliness="on_time") == 0
     assert ("thidua_outbox_pending", (("service", "plans"),)) in before["plans"]
-    client = httpx.Client(transport=ByPrefix(processes), base_url="http://gateway", timeout=10)
+    headers = service_headers(Settings(secret_key=SecretStr(KEY), _env_file=None), "tests")  # type: ignore[call-arg]
+    client = httpx.Client(
+        transport=ByPrefix(processes), base_url="http://gateway", timeout=10, headers=headers
+    )
 
     today = Clock().today()
     assert (

@@ -16,6 +16,7 @@ from playwright.async_api import expect as see
 
 from services.demo import expect, local, wait_for
 from services.runtime import Runtime, create_app
+from shared.access import service_headers
 from shared.clock import ManualClock
 from shared.local_broker import free_port
 
@@ -73,7 +74,7 @@ async def sign_in(page: Page, base: str, username: str) -> None:
 async def test_officers_submit_and_review_reports_in_a_browser(runtime: Runtime, site: str) -> None:
     clock = runtime.clock
     assert isinstance(clock, ManualClock)
-    api = httpx.AsyncClient(base_url=site)
+    api = httpx.AsyncClient(base_url=site, headers=service_headers(runtime.settings, "tests"))
     await expect(
         api, "POST", "/plans/org/units", 201, json=[{**u, "valid_from": "2020-01-01"} for u in UNITS]
     )

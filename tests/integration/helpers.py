@@ -6,9 +6,13 @@ import asyncio
 import uuid
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from fastapi import FastAPI
 
+from shared.access import service_headers
 from shared.events import Envelope, header_map, to_kafka
+from shared.settings import Settings
 
 
 async def produce(
@@ -80,3 +84,10 @@ async def eventually(check: Any, timeout: float = 30.0) -> Any:
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met after {timeout} s (last: {result!r})")
         await asyncio.sleep(0.1)
+
+
+def api_client(app: FastAPI, settings: Settings, base_url: str = "http://t") -> httpx.AsyncClient:
+    """A client of an app's APIs, calling them as a service (with a token signed with the stack's key)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=base_url, headers=service_headers(settings, "tests")
+    )

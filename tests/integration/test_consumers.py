@@ -34,7 +34,7 @@ from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.storage import Database, InboxRecord, OutboxRecord
 from shared.topics import dlq_name, topic_name
-from tests.integration.helpers import eventually, produce, produce_events, read_topic
+from tests.integration.helpers import api_client, eventually, produce, produce_events, read_topic
 
 NOW = datetime(2023, 6, 3, 2, tzinfo=UTC)
 UNITS = ["lb-01", "lb-02", "lb-03"]
@@ -88,9 +88,7 @@ async def test_redelivery_changes_nothing_and_poison_goes_to_the_dead_letter_top
     bootstrap = runtime.bootstrap_servers
     reports_topic = topic_name(settings.topic_prefix, "reports")
     try:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(runtime, False)), base_url="http://t"
-        )
+        client = api_client(create_app(runtime, False), runtime.settings, "http://t")
         first = [report("lb-01", 5), report("lb-02", 7)]
         await produce_events(bootstrap, topic_name(settings.topic_prefix, "plans"), [plan()])
         await produce_events(bootstrap, reports_topic, first)
@@ -244,9 +242,7 @@ async def test_a_forged_plan_is_refused_whoever_sends_it(settings: Settings) -> 
     bootstrap = runtime.bootstrap_servers
     plans_topic = topic_name(settings.topic_prefix, "plans")
     try:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=create_app(runtime, False)), base_url="http://t"
-        )
+        client = api_client(create_app(runtime, False), runtime.settings, "http://t")
         units = [
             {"id": "hn", "name": "LĐLĐ thành phố Hà Nội", "level": "province"},
             {"id": "lb", "name": "LĐLĐ quận Long Biên", "level": "district", "parent_id": "hn"},

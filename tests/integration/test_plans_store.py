@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlmodel import select
 
 from services.plans.handlers import (
@@ -37,6 +37,7 @@ from shared.migrations import upgrade
 from shared.service import ServiceContext
 from shared.settings import Settings
 from shared.storage import Database, OutboxRecord
+from tests.integration.helpers import api_client
 
 UNITS = [
     ("hn", "LĐLĐ thành phố Hà Nội", Level.province, None),
@@ -180,11 +181,11 @@ def test_a_child_plan_keeps_within_its_parent_and_reports_before_it(db: Database
 
 
 async def test_a_date_that_does_not_exist_is_refused_in_plain_words(tmp_path: Any) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/{{service}}.db", _env_file=None)  # type: ignore[call-arg]
-    transport = httpx.ASGITransport(app=create_app(Runtime(settings), manage_lifecycle=False))
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/{{service}}.db", var_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    app = create_app(Runtime(settings), manage_lifecycle=False)
     body = plan().model_dump(mode="json")
     body["phases"][0]["report_due"] = "2023-02-30"
-    async with httpx.AsyncClient(transport=transport, base_url="http://plans") as client:
+    async with api_client(app, settings) as client:
         answer = await client.post("/plans/plans", json=body)
     assert answer.status_code == 422
     assert answer.json()["detail"] == [
@@ -359,9 +360,11 @@ def test_a_plan_cascades_three_levels_with_earlier_deadlines_deployment_and_regi
 async def test_a_draft_is_kept_as_written_checked_without_issuing_then_issued(db: Database) -> None:
     app = FastAPI()
     install_error_handlers(app)
-    ctx = ServiceContext("plans", Settings(_env_file=None), db, db.clock, Metrics())  # type: ignore[call-arg]
+    settings = Settings(secret_key=SecretStr("drafts"), _env_file=None)  # type: ignore[call-arg]
+    app.state.settings = settings
+    ctx = ServiceContext("plans", settings, db, db.clock, Metrics())
     app.include_router(DEFINITIONS["plans"].api(ctx), prefix="/plans")
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://plans")
+    client = api_client(app, settings, "http://plans")
     body: dict[str, Any] = {
         "number": "12/KH-LĐLĐ",
         "issuer_unit_id": "hn",
