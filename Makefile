@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-unit test-integration test-e2e lint bench postgres tools migration clean
+.PHONY: run demo test test-unit test-integration test-e2e lint bench chaos postgres tools migration clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ BENCH_FLAGS ?=
 bench: $(STAMP) postgres
 	$(BIN)/thidua bench national --grassroots $(GRASSROOTS) --database sqlite $(BENCH_FLAGS)
 	$(BIN)/thidua bench national --grassroots $(GRASSROOTS) --database $(BENCH_POSTGRES) $(BENCH_FLAGS)
+
+# Fault injection on the local PostgreSQL server (see README: Faults).
+CHAOS_FLAGS ?=
+chaos: $(STAMP) postgres
+	$(BIN)/thidua chaos --database $(BENCH_POSTGRES) $(CHAOS_FLAGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -726,5 +726,56 @@ def award_stats(
     console.print(f"Small collectives: {stats['small_collectives']}/{stats['collectives']} collectives")
 
 
+@app.command()
+def chaos(
+    kills: Annotated[int, typer.Option(min=0, help="SIGKILLs of the services, taken in turn")] = 24,
+    broker_restarts: Annotated[int, typer.Option(min=0, help="Restarts of the broker, empty")] = 2,
+    grassroots: Annotated[int, typer.Option(min=3, help="Grassroots unions under each district")] = 6,
+    database: Annotated[str, typer.Option(help="The PostgreSQL server fresh databases are made on")] = (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    ),
+    seed: Annotated[int, typer.Option(help="Seeds the faults and the figures")] = 2026,
+    pace: Annotated[float, typer.Option(min=0.5, help="Seconds between kills, about")] = 3.0,
+    burst: Annotated[int, typer.Option(min=1, help="Versions of each report sent straight to Kafka")] = 40,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON only")] = False,
+) -> None:
+    """Fault injection: the services as separate processes on a local broker and PostgreSQL run a
+    campaign down four levels while they are killed, the broker loses everything, a database goes away
+    and messages come twice, shuffled or poisoned; exits 0 only when nothing was lost, double-counted or
+    notified twice, and every poison record is in a dead-letter topic."""
+    from services import chaos as harness
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    say = (lambda _text: None) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
+    tally = asyncio.run(
+        harness.run_chaos(
+            kills=kills,
+            broker_restarts=broker_restarts,
+            grassroots_each=grassroots,
+            database=database,
+            seed=seed,
+            pace=pace,
+            burst_versions=burst,
+            say=say,
+        )
+    )
+    counts = tally.counts()
+    if as_json:
+        sys.stdout.write(json.dumps({**counts, "problems": tally.mismatches}, ensure_ascii=False) + "\n")
+    else:
+        table = Table(title="thidua chaos")
+        table.add_column("count")
+        table.add_column("value", justify="right")
+        for name, value in counts.items():
+            table.add_row(name, str(value))
+        console.print(table)
+        for marker, letters in tally.dead_letters.items():
+            console.print(f"poison {marker}: " + ", ".join(f"{who} → {why}" for who, why in letters))
+        for problem in tally.mismatches:
+            console.print(f"[bold red]{problem}[/]")
+    if tally.mismatches:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     sys.exit(app())

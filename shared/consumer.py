@@ -124,6 +124,16 @@ class EventHandlers:
         return sorted({EVENT_TYPES[name].stream for name in [*self.handlers, *self.batch_handlers]})
 
 
+def reports_for_others(envelopes: list[Envelope]) -> dict[str, EventRejected]:
+    """Reports a unit sent for another unit: every consumer of reports refuses them as unauthorized, so a
+    compromised producer changes nothing anywhere."""
+    return {
+        envelope.id: EventRejected("unauthorized", f"unit {envelope.unit} submitted a report for {unit_id}")
+        for envelope in envelopes
+        if envelope.unit != (unit_id := getattr(envelope.data, "unit_id", None))
+    }
+
+
 def _refuse_one(refused: dict[str, EventRejected], envelope: Envelope) -> None:
     if envelope.id in refused:
         raise refused[envelope.id]

@@ -15,7 +15,7 @@ from services.awards import domain
 from services.awards.models import AwardPlan, AwardUnit, Decision, Nomination, ReportRecord, Vote
 from services.awards.rules import Facts, Failure, check, rules_for
 from shared.clock import LOCAL_TZ
-from shared.consumer import EventHandlers
+from shared.consumer import EventHandlers, reports_for_others
 from shared.errors import EventRejected, FieldError
 from shared.events import (
     LEVEL_RANK,
@@ -503,7 +503,8 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
         """The first report of a unit on a phase (by when it was sent) decides whether it was on time."""
         session = uow.session
-        reports = [envelope.data for envelope in envelopes]
+        refused = reports_for_others(envelopes)
+        reports = [envelope.data for envelope in envelopes if envelope.id not in refused]
         plans = {p.plan_id: p for p in rows_in(session, AwardPlan.plan_id, [r.plan_id for r in reports])}  # type: ignore[attr-defined]
         keys = {
             (plans[r.plan_id].campaign_id, r.unit_id, r.phase_seq)  # type: ignore[attr-defined]
@@ -534,7 +535,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
             )
             row.on_time, row.first_submitted_at = on_time, report.submitted_at
             session.add(row)
-        return {}
+        return refused
 
     @handlers.on(NominationMade)
     def record_nomination(uow: UnitOfWork, envelope: Envelope) -> None:

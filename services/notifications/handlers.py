@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from services.notifications import channels, domain
 from services.notifications.models import Contact, Delivery, Expectation, PlanCopy, Preference
 from shared.clock import LOCAL_TZ
-from shared.consumer import EventHandlers
+from shared.consumer import EventHandlers, reports_for_others
 from shared.documents import document_id_of, plan_package
 from shared.documents.edxml import Organ, write_package
 from shared.documents.paper import ParentPlan, PlanDocument, docx_name, file_stem, render_plan_docx
@@ -387,13 +387,15 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     @handlers.on_many(ReportSubmitted)
     def reported(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
         """Units that reported are not reminded: a batch of reports in one read and one update."""
+        refused = reports_for_others(envelopes)
+        envelopes = [e for e in envelopes if e.id not in refused]
         keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
         expectation_key = (Expectation.plan_id, Expectation.phase_seq, Expectation.unit_id)
         for expectation in rows_in(uow.session, expectation_key, keys):
             if not expectation.reported:
                 expectation.reported = True
                 uow.session.add(expectation)
-        return {}
+        return refused
 
     @handlers.on(
         PlanIssued,

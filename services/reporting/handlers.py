@@ -26,7 +26,7 @@ from services.reporting.models import (
     UnitParent,
 )
 from shared.clock import LOCAL_TZ, local_midnight
-from shared.consumer import EventHandlers, Record
+from shared.consumer import EventHandlers, Record, reports_for_others
 from shared.errors import EventRejected, FieldError
 from shared.events import (
     Envelope,
@@ -417,16 +417,15 @@ def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, Even
     session = uow.session
     reports = [envelope.data for envelope in envelopes]
     known = Known.read(session, reports)  # type: ignore[arg-type]
-    refused: dict[str, EventRejected] = {}
+    refused = reports_for_others(envelopes)
     accepted: list[ReportSubmitted] = []
     for envelope in envelopes:
         report = envelope.data
         assert isinstance(report, ReportSubmitted)
         plan = known.plans.get(report.plan_id)
-        if envelope.unit != report.unit_id:
-            detail = f"unit {envelope.unit} submitted a report for {report.unit_id}"
-            refused[envelope.id] = EventRejected("unauthorized", detail)
-        elif (
+        if envelope.id in refused:
+            continue
+        if (
             plan is not None
             and report.report_id not in known.kept
             and (problems := report_problems(session, plan, report, known))
