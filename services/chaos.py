@@ -47,6 +47,7 @@ POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NATIONAL = "vn"
 GOOD_FACTS = {"members": 20, "members_completing": 20, "lao_dong_tien_tien": 15, "chien_si_thi_dua": 1}
 OUTAGE_SECONDS = 6.0
+AFTER_COMMIT_KILLS = 4  # two of plans after an acknowledgement, two of reporting after a report
 # Consumers of the reports stream: each one dead-letters a poison record on its own.
 REPORT_CONSUMERS = ("reporting", "notifications", "awards")
 
@@ -72,6 +73,8 @@ class Tally:
     duplicate_notifications: int = 0
     missing_notifications: int = 0
     mismatches: list[str] = field(default_factory=list)
+    # One kill-and-restart of a service at a time, whoever kills it.
+    restarting: dict[str, asyncio.Lock] = field(default_factory=lambda: {s: asyncio.Lock() for s in SERVICES})
     dead_letters: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
@@ -269,12 +272,29 @@ async def monkey(
                 break
             before = inbox
             await asyncio.sleep(0.05)
+        await kill(stack, tally, rng, service, pending=pending, consuming=consuming)
+
+
+async def kill(
+    stack: Stack, tally: Tally, rng: random.Random, service: str, pending: bool, consuming: bool = False
+) -> None:
+    """SIGKILL the service, count it, and start it again on its port a moment later."""
+    async with tally.restarting[service]:
         stack.kill(service)
         tally.kills[service] += 1
         tally.kills_with_outbox_pending += pending
         tally.kills_mid_batch += consuming
         await asyncio.sleep(rng.uniform(0.2, 1.5))
         stack.start_one(service)
+
+
+async def kill_after_commit(
+    stack: Stack, dbs: Databases, tally: Tally, rng: random.Random, service: str
+) -> None:
+    """Kill the service the moment a call it committed has answered: its events are in the outbox, most
+    likely not yet published (the relay publishes every 0.3 s)."""
+    pending = await asyncio.to_thread(dbs.outbox_pending, service)
+    await kill(stack, tally, rng, service, pending=bool(pending))
 
 
 KafkaRecord = tuple[bytes, bytes, list[tuple[str, bytes]]]
@@ -329,14 +349,13 @@ async def corrections_burst(
         await producer.stop()
     tally.burst = len(records)
     at_kill = {service: await asyncio.to_thread(dbs.inbox, service) for service in REPORT_CONSUMERS}
-    for service in REPORT_CONSUMERS:
-        stack.kill(service)
-        tally.kills[service] += 1
+
+    async def mid_batch(service: str) -> None:
         start, end = before[service], at_kill[service]
-        tally.kills_mid_batch += start is not None and end is not None and 0 < end - start < len(records)
-    await asyncio.sleep(rng.uniform(0.2, 1.0))
-    for service in REPORT_CONSUMERS:
-        stack.start_one(service)
+        consuming = start is not None and end is not None and 0 < end - start < len(records)
+        await kill(stack, tally, rng, service, pending=False, consuming=consuming)
+
+    await asyncio.gather(*(mid_batch(service) for service in REPORT_CONSUMERS))
 
 
 async def restart_broker(broker: LocalBroker, tally: Tally) -> None:
@@ -468,8 +487,10 @@ async def scenario(
     await until(cascaded, "the plan to cascade to every district", api.timeout)
     say("cascaded to every district")
     plan_of = {g: campaign.plans[d] for g, d in campaign.grassroots.items()}
-    for grassroots, plan_id in plan_of.items():
+    for n, (grassroots, plan_id) in enumerate(plan_of.items()):
         await api("POST", f"/plans/plans/{plan_id}/acknowledgements", json={"unit_id": grassroots})
+        if n in (1, len(plan_of) // 2):
+            await kill_after_commit(api.stack, dbs, tally, rng, "plans")
 
     async def deployed() -> bool:
         state = await api("GET", f"/plans/plans/{national}/deployment")
@@ -504,6 +525,8 @@ async def scenario(
         await api("POST", "/reporting/reports", json=body)
         campaign.figures[grassroots] = figures_of(values)
         tally.reports += 1
+        if n in (1, len(reporting) // 2):
+            await kill_after_commit(api.stack, dbs, tally, rng, "reporting")
     if outage is not None:
         await outage
     for grassroots in rng.sample(reporting, len(reporting) // 5):
@@ -666,15 +689,19 @@ async def run_chaos(
                 async with httpx.AsyncClient(timeout=30, headers=stack.headers()) as client:
                     await stack.ready(client)
                     api = Api(client, stack, tally, timeout)
-                    bursting = len(REPORT_CONSUMERS) if kills >= len(REPORT_CONSUMERS) else 0
-                    killing = asyncio.create_task(monkey(stack, dbs, tally, rng, kills - bursting, pace))
+                    # Four kills right after a commit and three in the burst come from the scenario.
+                    bursting = len(REPORT_CONSUMERS)
+                    if kills < AFTER_COMMIT_KILLS + bursting:
+                        raise ValueError(f"kills: {kills} — at least {AFTER_COMMIT_KILLS + bursting}")
+                    killing = asyncio.create_task(
+                        monkey(stack, dbs, tally, rng, kills - AFTER_COMMIT_KILLS - bursting, pace)
+                    )
                     plan_of = await scenario(api, campaign, broker, dbs, tally, rng, broker_restarts, say)
                     bootstrap = broker.bootstrap_servers
-                    if bursting:
-                        await corrections_burst(
-                            bootstrap, prefix, campaign, plan_of, stack, dbs, tally, rng, burst_versions
-                        )
-                        say(f"{tally.burst} versions sent straight to Kafka, shuffled; its consumers killed")
+                    await corrections_burst(
+                        bootstrap, prefix, campaign, plan_of, stack, dbs, tally, rng, burst_versions
+                    )
+                    say(f"{tally.burst} versions sent straight to Kafka, shuffled; its consumers killed")
                     topics = [topic_name(prefix, "reports"), topic_name(prefix, "plans")]
                     tally.redelivered = await redeliver(bootstrap, topics, rng, share=0.3)
                     poison = poison_records(campaign, plan_of)

@@ -728,7 +728,7 @@ def award_stats(
 
 @app.command()
 def chaos(
-    kills: Annotated[int, typer.Option(min=0, help="SIGKILLs of the services, taken in turn")] = 24,
+    kills: Annotated[int, typer.Option(min=7, help="SIGKILLs of the services (at least 7)")] = 24,
     broker_restarts: Annotated[int, typer.Option(min=0, help="Restarts of the broker, empty")] = 2,
     grassroots: Annotated[int, typer.Option(min=3, help="Grassroots unions under each district")] = 6,
     database: Annotated[str, typer.Option(help="The PostgreSQL server fresh databases are made on")] = (
