@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from sqlalchemy.engine import make_url
 
-from services.bench import Stack, databases, unit
+from services.bench import Stack, databases, poll, unit
 from services.demo import INDICATORS, figures_of, report_values
 from shared.clock import Clock
 from shared.events import Envelope, ReportSubmitted, to_kafka
@@ -184,17 +184,6 @@ class Api:
                 raise TimeoutError(f"{method} {path} did not succeed within {self.timeout:.0f} s")
             self.tally.calls_retried += 1
             await asyncio.sleep(0.3)
-
-
-async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = await check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.5)
 
 
 # ------------------------------------------------------------------ the faults
@@ -484,7 +473,7 @@ async def scenario(
         campaign.plans.update({plan["issuer_unit_id"]: plan["id"] for plan in plans})
         return set(campaign.districts) <= set(campaign.plans)
 
-    await until(cascaded, "the plan to cascade to every district", api.timeout)
+    await poll(cascaded, "the plan to cascade to every district", api.timeout)
     say("cascaded to every district")
     plan_of = {g: campaign.plans[d] for g, d in campaign.grassroots.items()}
     for n, (grassroots, plan_id) in enumerate(plan_of.items()):
@@ -496,7 +485,7 @@ async def scenario(
         state = await api("GET", f"/plans/plans/{national}/deployment")
         return bool(state["grassroots_deployed"] == len(campaign.grassroots))
 
-    await until(deployed, "every grassroots union to deploy the plan", api.timeout)
+    await poll(deployed, "every grassroots union to deploy the plan", api.timeout)
 
     async def known(path: str) -> bool:
         try:
@@ -506,7 +495,7 @@ async def scenario(
 
     for plan_id in set(plan_of.values()):
         path = f"/reporting/plans/{plan_id}/phases/1/completeness"
-        await until(lambda path=path: known(path), "reporting to know the district plans", api.timeout)
+        await poll(lambda path=path: known(path), "reporting to know the district plans", api.timeout)
     say("every grassroots union deployed it")
 
     # The report wave: the database goes away a third of the way in, the broker two thirds.
@@ -729,7 +718,7 @@ async def run_chaos(
                         return not tally.mismatches
 
                     with contextlib.suppress(TimeoutError):
-                        await until(settled, "the figures to equal the truth", timeout)
+                        await poll(settled, "the figures to equal the truth", timeout)
                     letters: dict[str, set[tuple[str, str]]] = {}
                     deadline = time.monotonic() + 60
                     while len(letters) < len(poison) and time.monotonic() < deadline:
