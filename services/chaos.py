@@ -60,6 +60,7 @@ class Tally:
     kills_with_outbox_pending: int = 0
     kills_mid_batch: int = 0
     broker_restarts: int = 0
+    database_outages: int = 0
     database_outage_seconds: float = 0.0
     calls_retried: int = 0
     reports: int = 0
@@ -84,6 +85,7 @@ class Tally:
             "kills_with_outbox_pending": self.kills_with_outbox_pending,
             "kills_mid_batch": self.kills_mid_batch,
             "broker_restarts": self.broker_restarts,
+            "database_outages": self.database_outages,
             "database_outage_seconds": round(self.database_outage_seconds, 1),
             "calls_retried": self.calls_retried,
             "reports": self.reports,
@@ -233,6 +235,7 @@ class Databases:
             await asyncio.sleep(seconds)
         finally:
             await asyncio.to_thread(self.allow, service, True)
+            tally.database_outages += 1
             tally.database_outage_seconds += time.monotonic() - started
 
 

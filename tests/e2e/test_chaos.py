@@ -28,7 +28,7 @@ async def test_nothing_is_lost_or_counted_twice_under_faults() -> None:
     # Every service was killed, the broker lost everything twice, the database was away.
     assert counts["kills"] == 7 and all(counts[f"kills_{service}"] >= 1 for service in chaos.SERVICES)
     assert counts["broker_restarts"] == 2
-    assert counts["database_outage_seconds"] >= chaos.OUTAGE_SECONDS
+    assert counts["database_outages"] == 1
     assert counts["reports"] >= 10 and counts["versions_sent_straight_to_kafka"] == 40 * counts["reports"]
     assert counts["records_redelivered"] > 0
     # Each poison record is dead-lettered with its reason by every consumer that may not apply it.
