@@ -158,6 +158,18 @@ class Wave:
         }
 
 
+def phase_one_report(plan_id: str, unit_id: str, values: dict[str, Any], at: datetime) -> ReportSubmitted:
+    """A unit's report on phase 1, sent at `at`."""
+    return ReportSubmitted(
+        report_id=str(uuid.uuid4()),
+        plan_id=plan_id,
+        phase_seq=1,
+        unit_id=unit_id,
+        values=values,
+        submitted_at=at,
+    )
+
+
 def record_of(topic: str, event: Event, unit: str, correlation_id: str, now: datetime) -> Any:
     envelope = Envelope.wrap(event, source=SOURCE, unit=unit, time=now, correlation_id=correlation_id)
     key, value, headers = to_kafka(envelope)
@@ -183,15 +195,7 @@ def report_wave(
         wave.status[unit] = "late" if late else "on_time"
         sent_at = now if late else on_time_at.astimezone(UTC)
         values = report_values(rng)
-        report = ReportSubmitted(
-            report_id=str(uuid.uuid4()),
-            plan_id=plan_id,
-            phase_seq=1,
-            unit_id=unit,
-            values=values,
-            submitted_at=sent_at,
-        )
-        record = record_of(topic, report, unit, campaign_id, now)
+        record = record_of(topic, phase_one_report(plan_id, unit, values, sent_at), unit, campaign_id, now)
         wave.records.append(record)
         wave.figures[unit] = figures_of(values)
         if rng.random() < DUPLICATED:
@@ -201,14 +205,7 @@ def report_wave(
     rng.shuffle(wave.records)
     for unit, plan_id, sent_at in corrections:
         values = report_values(rng)
-        correction = ReportSubmitted(
-            report_id=str(uuid.uuid4()),
-            plan_id=plan_id,
-            phase_seq=1,
-            unit_id=unit,
-            values=values,
-            submitted_at=sent_at + timedelta(minutes=30),
-        )
+        correction = phase_one_report(plan_id, unit, values, sent_at + timedelta(minutes=30))
         wave.records.append(record_of(topic, correction, unit, campaign_id, now))
         wave.figures[unit] = figures_of(values)
     return wave

@@ -25,7 +25,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from sqlalchemy.engine import make_url
 
-from services.bench import Stack, databases, poll, unit
-from services.demo import INDICATORS, figures_of, report_values
+from services.bench import Stack, databases, national_plan, phase_one_report, poll, unit
+from services.demo import figures_of, report_values
 from shared.clock import Clock
-from shared.events import Envelope, ReportSubmitted, to_kafka
+from shared.events import Envelope, to_kafka
 from shared.local_broker import LocalBroker
 from shared.settings import SERVICES
 from shared.topics import dlq_name, topic_name
@@ -296,14 +296,7 @@ def report_record(
     plan_id: str, unit_id: str, sender: str, values: dict[str, Any], at: datetime
 ) -> KafkaRecord:
     """A report on phase 1 as a unit's own system publishes it, sent by `sender`."""
-    event = ReportSubmitted(
-        report_id=str(uuid.uuid4()),
-        plan_id=plan_id,
-        phase_seq=1,
-        unit_id=unit_id,
-        values=values,
-        submitted_at=at,
-    )
+    event = phase_one_report(plan_id, unit_id, values, at)
     return to_kafka(Envelope.wrap(event, source="/chaos/units", unit=sender, time=at))
 
 
@@ -424,25 +417,11 @@ def poison_records(campaign: Campaign, plan_of: dict[str, str]) -> list[KafkaRec
 # ------------------------------------------------------------------ the scenario
 
 
-def plan_body(today: Any) -> dict[str, Any]:
-    return {
-        "number": f"{random.randint(100, 999)}/KH-TLĐ",
-        "issuer_unit_id": NATIONAL,
-        "title": "Phong trào thi đua lao động giỏi (thử lỗi)",
-        "issued_on": (today - timedelta(days=40)).isoformat(),
-        "phases": [
-            {
-                "seq": 1,
-                "label": "Đợt 1",
-                "start": (today - timedelta(days=30)).isoformat(),
-                "end": (today - timedelta(days=1)).isoformat(),
-                "report_due": (today + timedelta(days=10)).isoformat(),
-            }
-        ],
-        "indicators": INDICATORS,
-        "award_quota": {"collectives": 2, "individuals": 2},
-        "auto_derive": True,
-    }
+def plan_body(today: date) -> dict[str, Any]:
+    """The benchmark's national plan with only its current phase (the one reported on), and a quota."""
+    plan = national_plan(today)
+    current = {**plan["phases"][1], "seq": 1, "label": "Đợt 1"}
+    return {**plan, "phases": [current], "award_quota": {"collectives": 2, "individuals": 2}}
 
 
 async def scenario(

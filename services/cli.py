@@ -188,14 +188,18 @@ def bench_national(
     if as_json:
         print(bench.as_json(result))
         return
-    table = Table(
-        title=f"thidua bench national — {result.grassroots_units:,} grassroots unions, {result.database}"
-    )
+    figures = {name: value for name, value in vars(result).items() if name != "national_row"}
+    title = f"thidua bench national — {result.grassroots_units:,} grassroots unions, {result.database}"
+    print_figures(title, figures)
+
+
+def print_figures(title: str, figures: dict[str, Any]) -> None:
+    """Named figures as a two-column table."""
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for name, value in vars(result).items():
-        if name != "national_row":
-            table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
+    for name, value in figures.items():
+        table.add_row(name, f"{value:,}" if isinstance(value, int | float) else str(value))
     console.print(table)
 
 
@@ -763,12 +767,7 @@ def chaos(
     if as_json:
         sys.stdout.write(json.dumps({**counts, "problems": tally.mismatches}, ensure_ascii=False) + "\n")
     else:
-        table = Table(title="thidua chaos")
-        table.add_column("count")
-        table.add_column("value", justify="right")
-        for name, value in counts.items():
-            table.add_row(name, str(value))
-        console.print(table)
+        print_figures("thidua chaos", counts)
         for marker, letters in tally.dead_letters.items():
             console.print(f"poison {marker}: " + ", ".join(f"{who} → {why}" for who, why in letters))
         for problem in tally.mismatches:

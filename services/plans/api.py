@@ -262,9 +262,10 @@ def build_api(ctx: ServiceContext) -> APIRouter:
 
     @router.get("/drafts")
     def list_drafts(caller: CallerDep, unit_id: str | None = None) -> list[dict[str, Any]]:
-        """The unit's drafts (an officer's own unit's)."""
-        if not caller.is_service:
-            act_for(caller, "unit_id", unit_id or "")
+        """A unit's drafts; an officer's own unit's by default."""
+        if caller.unit_id is not None:
+            unit_id = unit_id or caller.unit_id
+            act_for(caller, "unit_id", unit_id)
         with db.reading() as session:
             query = select(PlanDraft).order_by(col(PlanDraft.updated_at))
             if unit_id:
@@ -376,8 +377,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
     @router.get("/plans/{plan_id}/deployment", response_model=Deployment)
     def deployment(plan_id: str, caller: CallerDep) -> Deployment:
         with db.reading() as session:
-            if session.get(Plan, plan_id) is not None:
-                plan_for(session, caller, plan_id)
+            plan_for(session, caller, plan_id)
             targets = session.exec(
                 select(PlanTarget).where(PlanTarget.plan_id == plan_id).order_by(col(PlanTarget.unit_id))
             ).all()
@@ -508,9 +508,9 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         """Import a plan document as a draft of the unit's plan (an officer's own unit), keeping the
         document. The answer shows what was read, the warnings, and what would stop the draft from being
         issued as it stands."""
-        if not caller.is_service:
-            act_for(caller, "unit_id", unit_id or caller.unit_id or "")
-            unit_id = caller.unit_id
+        if caller.unit_id is not None:
+            unit_id = unit_id or caller.unit_id
+            act_for(caller, "unit_id", unit_id)
         return imported(data, filename, unit_id)
 
     def document_for(session: Any, caller: Caller, document_id: str) -> SourceDocument:
@@ -554,8 +554,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
     def plan_docx(plan_id: str, caller: CallerDep) -> Response:
         """The plan as a DOCX in the Decree 30/2020 layout."""
         with db.reading() as session:
-            if session.get(Plan, plan_id) is not None:
-                plan_for(session, caller, plan_id)
+            plan_for(session, caller, plan_id)
             plan, document = documents.plan_document(session, plan_id)
             filename = docx_name(plan.number)
         return Response(
@@ -568,8 +567,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
     def plan_deliveries(plan_id: str, caller: CallerDep) -> list[dict[str, Any]]:
         """The plan's edXML deliveries, one per recipient with iOffice, with the last status reported."""
         with db.reading() as session:
-            if session.get(Plan, plan_id) is not None:
-                plan_for(session, caller, plan_id)
+            plan_for(session, caller, plan_id)
             rows = session.exec(
                 select(Delivery).where(Delivery.plan_id == plan_id).order_by(col(Delivery.unit_id))
             )
@@ -582,8 +580,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
     def plan_package(plan_id: str, unit_id: str, caller: CallerDep) -> Response:
         """The plan's edXML package for one recipient, with the plan attached as DOCX."""
         with db.reading() as session:
-            if session.get(Plan, plan_id) is not None:
-                plan_for(session, caller, plan_id)
+            plan_for(session, caller, plan_id)
             package = documents.package_for(session, plan_id, unit_id)
         return Response(write_package(package), media_type="application/xml")
 

@@ -422,9 +422,9 @@ def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, Even
     for envelope in envelopes:
         report = envelope.data
         assert isinstance(report, ReportSubmitted)
-        plan = known.plans.get(report.plan_id)
         if envelope.id in refused:
             continue
+        plan = known.plans.get(report.plan_id)
         if (
             plan is not None
             and report.report_id not in known.kept
