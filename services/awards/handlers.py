@@ -33,7 +33,7 @@ from shared.events import (
     ReportSubmitted,
 )
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, rows_in, utc
+from shared.storage import UnitOfWork, columns_in, rows_in, utc
 
 
 class NomineeFacts(BaseModel):
@@ -512,9 +512,13 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
             if r.plan_id in plans  # type: ignore[attr-defined]
         }
         record_key = (ReportRecord.campaign_id, ReportRecord.unit_id, ReportRecord.phase_seq)
-        rows = {
-            (row.campaign_id, row.unit_id, row.phase_seq): row for row in rows_in(session, record_key, keys)
+        first_sent = {
+            (campaign_id, unit_id, phase_seq): utc(sent)
+            for campaign_id, unit_id, phase_seq, sent in columns_in(
+                session, (*record_key, ReportRecord.first_submitted_at), record_key, keys
+            )
         }
+        earlier: dict[tuple[str, str, int], dict[str, Any]] = {}  # what the batch changes, by key
         for report in reports:
             assert isinstance(report, ReportSubmitted)
             plan = plans.get(report.plan_id)
@@ -522,19 +526,53 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
                 continue
             due = next((p.get("report_due") for p in plan.phases if p["seq"] == report.phase_seq), None)
             key = (plan.campaign_id, report.unit_id, report.phase_seq)
-            row = rows.get(key)
-            if row is not None and utc(row.first_submitted_at) <= report.submitted_at:
+            if key in first_sent and first_sent[key] <= report.submitted_at:
                 continue
             on_time = bool(due) and report.submitted_at.astimezone(LOCAL_TZ).date() <= date.fromisoformat(due)
-            row = rows[key] = row or ReportRecord(
-                campaign_id=key[0],
-                unit_id=key[1],
-                phase_seq=key[2],
-                on_time=on_time,
-                first_submitted_at=report.submitted_at,
+            earlier[key] = {
+                "on_time": on_time,
+                "first_submitted_at": report.submitted_at,
+                "known": key in first_sent,
+            }
+            first_sent[key] = report.submitted_at
+        table = ReportRecord.__table__  # type: ignore[attr-defined]
+        fresh = [
+            {
+                "campaign_id": c,
+                "unit_id": u,
+                "phase_seq": seq,
+                "on_time": row["on_time"],
+                "first_submitted_at": row["first_submitted_at"],
+            }
+            for (c, u, seq), row in sorted(earlier.items())
+            if not row["known"]
+        ]
+        moved = [
+            {
+                "key_campaign": c,
+                "key_unit": u,
+                "key_phase": seq,
+                "on_time": row["on_time"],
+                "first_submitted_at": row["first_submitted_at"],
+            }
+            for (c, u, seq), row in sorted(earlier.items())
+            if row["known"]
+        ]
+        if fresh:
+            session.connection().execute(table.insert(), fresh)
+        if moved:
+            session.connection().execute(
+                table.update()
+                .where(
+                    table.c.campaign_id == sa.bindparam("key_campaign"),
+                    table.c.unit_id == sa.bindparam("key_unit"),
+                    table.c.phase_seq == sa.bindparam("key_phase"),
+                )
+                .values(
+                    on_time=sa.bindparam("on_time"), first_submitted_at=sa.bindparam("first_submitted_at")
+                ),
+                moved,
             )
-            row.on_time, row.first_submitted_at = on_time, report.submitted_at
-            session.add(row)
         return refused
 
     @handlers.on(NominationMade)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlmodel import Session, col, select
 
@@ -133,17 +134,17 @@ def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
         return []
     plan = PlanIssued.model_validate(copy.event)
     owing = session.exec(
-        select(Expectation).where(
+        select(Expectation.unit_id, Expectation.due_on).where(
             Expectation.plan_id == closed.plan_id,
             Expectation.phase_seq == closed.phase_seq,
             col(Expectation.reported).is_(False),
         )
     ).all()
     messages = []
-    for expectation in owing:
-        due = f"trước ngày {expectation.due_on:%d/%m/%Y}" if expectation.due_on else "theo quy định"
+    for unit_id, due_on in owing:
+        due = f"trước ngày {due_on:%d/%m/%Y}" if due_on else "theo quy định"
         subject = f"Đề nghị báo cáo kết quả đợt {closed.phase_seq}, kế hoạch số {plan.number} ({due})"
-        messages.append(Message(expectation.unit_id, "report_request", subject, (plan.title,), plan.plan_id))
+        messages.append(Message(unit_id, "report_request", subject, (plan.title,), plan.plan_id))
     return messages
 
 
@@ -173,6 +174,7 @@ class Known:
     checked: set[str]  # delivery ids looked up
     existing: set[str]  # delivery ids that exist
     copies: dict[str, PlanCopy | None]
+    queued: list[dict[str, Any]] = field(default_factory=list)  # deliveries not written yet
 
     def copy(self, session: Session, plan_id: str) -> PlanCopy | None:
         if plan_id not in self.copies:
@@ -190,6 +192,23 @@ class Known:
         if delivery_id in self.checked:
             return delivery_id in self.existing
         return session.get(Delivery, delivery_id) is not None
+
+
+DELIVERIES: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
+
+
+def write_queued(uow: UnitOfWork, known: Known) -> None:
+    """Write the deliveries a fan-out queued in one insert, and tell of those already done (the delivery
+    log) in one more."""
+    if not known.queued:
+        return
+    uow.session.connection().execute(DELIVERIES.insert(), known.queued)
+    done = [row for row in known.queued if row["state"] == "sent"]
+    uow.publish_many(
+        [delivery_event(row, uow.clock.now()) for row in done],
+        units=[row["recipient_unit_id"] for row in done],
+    )
+    known.queued.clear()
 
 
 def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Known:
@@ -218,12 +237,18 @@ def enqueue(
     body: str | None = None,
     after: str | None = None,
     known: Known | None = None,
-) -> Delivery | None:
+) -> dict[str, Any] | None:
     """Queue a message on the first channel that reaches its recipient (after `after`, when falling back),
     once: a second call for the same trigger, recipient and channel does nothing. Reminders wait out the
-    quiet hours. Another system's webhook, when configured, is told too."""
+    quiet hours. Another system's webhook, when configured, is told too.
+
+    With `known` (a fan-out), the delivery is written by `write_queued` with the others; without, now."""
     settings, session = ctx.settings, uow.session
-    known = known or known_for(uow, trigger_id, [message])
+    if known is None:
+        known = known_for(uow, trigger_id, [message])
+        queued = enqueue(ctx, uow, trigger_id, trigger_type, message, body, after, known)
+        write_queued(uow, known)
+        return queued
     if (
         message.kind in settings.listed(settings.optional_kinds)
         and message.kind in known.preference(session, message.recipient_unit_id, settings).opted_out
@@ -258,7 +283,7 @@ def queue_on(
     contact: Contact | None,
     body: str | None,
     known: Known,
-) -> Delivery | None:
+) -> dict[str, Any] | None:
     key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
     if known.exists(uow.session, key):
         return None
@@ -274,47 +299,56 @@ def queue_on(
     copy = known.copy(uow.session, message.plan_id) if message.plan_id else None
     document = message.kind in domain.DOCUMENT_KINDS and copy is not None
     attachment = docx_name(copy.event["number"]) if document and copy else None
-    delivery = Delivery(
-        id=key,
-        trigger_event_id=trigger_id,
-        trigger_type=trigger_type,
-        kind=message.kind,
-        recipient_unit_id=message.recipient_unit_id,
-        channel=channel,
-        state="queued",
-        subject=message.subject[:1000],
-        body=body
-        or TEMPLATES.get_template("message.txt.j2").render(
-            unit_name=contact.name if contact else message.recipient_unit_id,
-            subject=message.subject,
-            lines=message.lines,
-            attachment=attachment,
-            delivery_id=key,
-        ),
-        plan_id=message.plan_id if document else None,
-        next_attempt_at=wait or now,
-        created_at=now,
+    body = body or TEMPLATES.get_template("message.txt.j2").render(
+        unit_name=contact.name if contact else message.recipient_unit_id,
+        subject=message.subject,
+        lines=message.lines,
+        attachment=attachment,
+        delivery_id=key,
     )
-    if channel == Channel.log.value and wait is None:  # the delivery log is the message: nothing to send
-        delivery.state, delivery.sent_at, delivery.next_attempt_at = "sent", now, None
-    uow.session.add(delivery)
-    ctx.metrics.notifications.labels(channel, delivery.state).inc()
-    if delivery.state == "sent":
-        delivered(uow, delivery)
+    logged = channel == Channel.log.value and wait is None  # the delivery log is the message: nothing to send
+    delivery = {
+        "id": key,
+        "trigger_event_id": trigger_id,
+        "trigger_type": trigger_type,
+        "kind": message.kind,
+        "recipient_unit_id": message.recipient_unit_id,
+        "channel": channel,
+        "state": "sent" if logged else "queued",
+        "subject": message.subject[:1000],
+        "body": body,
+        "plan_id": message.plan_id if document else None,
+        "attempts": 0,
+        "next_attempt_at": None if logged else wait or now,
+        "claimed_until": None,
+        "last_error": "",
+        "external_status": "",
+        "created_at": now,
+        "sent_at": now if logged else None,
+    }
+    known.queued.append(delivery)
+    ctx.metrics.notifications.labels(channel, delivery["state"]).inc()
     return delivery
+
+
+def delivery_event(
+    delivery: dict[str, Any], at: datetime, error: str | None = None
+) -> NotificationDelivered | NotificationFailed:
+    """What the other services are told of a delivery that is done: delivered, or failed with why."""
+    fields = {
+        "delivery_id": delivery["id"],
+        "trigger_event_id": delivery["trigger_event_id"],
+        "trigger_type": delivery["trigger_type"],
+        "recipient_unit_id": delivery["recipient_unit_id"],
+        "channel": Channel(delivery["channel"]),
+        "at": at,
+    }
+    return NotificationFailed(**fields, error=error) if error else NotificationDelivered(**fields)
 
 
 def delivered(uow: UnitOfWork, delivery: Delivery, error: str | None = None) -> None:
     """Tell the other services a delivery is done: NotificationDelivered, or NotificationFailed with why."""
-    fields = {
-        "delivery_id": delivery.id,
-        "trigger_event_id": delivery.trigger_event_id,
-        "trigger_type": delivery.trigger_type,
-        "recipient_unit_id": delivery.recipient_unit_id,
-        "channel": Channel(delivery.channel),
-        "at": uow.clock.now(),
-    }
-    event = NotificationFailed(**fields, error=error) if error else NotificationDelivered(**fields)
+    event = delivery_event(delivery.model_dump(), uow.clock.now(), error)
     uow.publish(event, unit=delivery.recipient_unit_id)
 
 
@@ -328,17 +362,21 @@ def remember_plan(session: Session, plan: PlanIssued) -> None:
             select(Expectation.phase_seq, Expectation.unit_id).where(Expectation.plan_id == plan.plan_id)
         ).all()
     )
-    for target in plan.targets:
-        for phase in plan.phases:
-            if (phase.seq, target.unit_id) not in known:
-                session.add(
-                    Expectation(
-                        plan_id=plan.plan_id,
-                        phase_seq=phase.seq,
-                        unit_id=target.unit_id,
-                        due_on=phase.report_due,
-                    )
-                )
+    owed = [
+        {
+            "plan_id": plan.plan_id,
+            "phase_seq": phase.seq,
+            "unit_id": target.unit_id,
+            "due_on": phase.report_due,
+            "reported": False,
+            "reminded_at_lead": None,
+        }
+        for target in plan.targets
+        for phase in plan.phases
+        if (phase.seq, target.unit_id) not in known
+    ]
+    if owed:
+        session.execute(sa.insert(Expectation), owed)
 
 
 def replan(session: Session, plan_id: str, phases: list[Any], changes: dict[str, Any]) -> None:
@@ -386,15 +424,23 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
 
     @handlers.on_many(ReportSubmitted)
     def reported(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
-        """Units that reported are not reminded: a batch of reports in one read and one update."""
+        """Units that reported are not reminded: a batch of reports in one update."""
         refused = reports_for_others(envelopes)
         envelopes = [e for e in envelopes if e.id not in refused]
         keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
-        expectation_key = (Expectation.plan_id, Expectation.phase_seq, Expectation.unit_id)
-        for expectation in rows_in(uow.session, expectation_key, keys):
-            if not expectation.reported:
-                expectation.reported = True
-                uow.session.add(expectation)
+        if keys:
+            table = Expectation.__table__  # type: ignore[attr-defined]
+            uow.session.connection().execute(
+                table.update()
+                .where(
+                    table.c.plan_id == sa.bindparam("key_plan"),
+                    table.c.phase_seq == sa.bindparam("key_phase"),
+                    table.c.unit_id == sa.bindparam("key_unit"),
+                    table.c.reported.is_(False),
+                )
+                .values(reported=True),
+                [{"key_plan": p, "key_phase": seq, "key_unit": u} for p, seq, u in sorted(keys)],
+            )
         return refused
 
     @handlers.on(
@@ -422,6 +468,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         known = known_for(uow, envelope.id, messages)
         for message in messages:
             enqueue(ctx, uow, envelope.id, envelope.type, message, known=known)
+        write_queued(uow, known)
         if isinstance(data, PlanRevoked):
             copy = uow.session.get(PlanCopy, data.plan_id)
             if copy is not None:

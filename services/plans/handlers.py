@@ -189,7 +189,9 @@ def register_units(uow: UnitOfWork, units: list[OrgUnit]) -> int:
                 valid_to=unit.valid_to,
             )
         )
-        uow.publish(OrgUnitRegistered(unit=unit), unit=unit.parent_id or unit.id)
+    uow.publish_many(
+        [OrgUnitRegistered(unit=unit) for unit in units], units=[unit.parent_id or unit.id for unit in units]
+    )
     return len(units)
 
 

@@ -264,6 +264,18 @@ def revoke(uow: UnitOfWork, plan_id: str) -> None:
 # ------------------------------------------------------------------ reports
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a report stands with the level above (what a Review row says, read without the ORM)."""
+
+    state: str
+    by_unit_id: str | None
+
+
+REVIEWS: sa.Table = Review.__table__  # type: ignore[attr-defined]
+REVIEW_KEY = (Review.plan_id, Review.phase_seq, Review.unit_id)
+
+
 @dataclass
 class Known:
     """What checking and keeping a set of reports needs, read in a few queries: the plans, who reports
@@ -271,7 +283,7 @@ class Known:
 
     plans: dict[str, PlanView] = field(default_factory=dict)
     targets: set[ReportKey] = field(default_factory=set)
-    reviews: dict[ReportKey, Review] = field(default_factory=dict)
+    reviews: dict[ReportKey, Standing | Review] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
 
     @classmethod
@@ -286,9 +298,11 @@ class Known:
             for plan_id, seq, _ in keys
             if (plan := known.plans.get(plan_id)) is not None and plan.parent_plan_id
         }
-        review_key = (Review.plan_id, Review.phase_seq, Review.unit_id)
-        for review in rows_in(session, review_key, keys | above):
-            known.reviews[(review.plan_id, review.phase_seq, review.unit_id)] = review
+        review_columns = (*REVIEW_KEY, Review.state, Review.by_unit_id)
+        for plan_id, phase_seq, unit_id, state, by in columns_in(
+            session, review_columns, REVIEW_KEY, keys | above
+        ):
+            known.reviews[(plan_id, phase_seq, unit_id)] = Standing(state, by)
         report_ids = [report.report_id for report in reports]
         known.kept = {
             row[0]
@@ -357,10 +371,12 @@ def keep_version(uow: UnitOfWork, report: ReportSubmitted) -> None:
 
 
 def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known) -> None:
-    """Keep the versions not kept yet (in one insert), mark each unit's report submitted, and note the
-    units for the end-of-batch refresh."""
+    """Keep the versions not kept yet (in one insert), mark each unit's report submitted (in one insert
+    and one update), and note the units for the end-of-batch refresh."""
     session, now = uow.session, uow.clock.now()
     versions: list[dict[str, Any]] = []
+    first: dict[ReportKey, dict[str, Any]] = {}  # reports the level above sees for the first time
+    again: set[ReportKey] = set()
     for report in reports:
         key = (report.plan_id, report.phase_seq, report.unit_id)
         dirty_keys(uow).add(key)
@@ -379,15 +395,27 @@ def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known)
                 "received_at": now,
             }
         )
-        review = known.reviews.get(key)
-        if review is None:
-            review = known.reviews[key] = Review(
-                plan_id=key[0], phase_seq=key[1], unit_id=key[2], state="submitted", at=now
-            )
-        review.state, review.at, review.by_unit_id, review.reason = "submitted", now, None, ""
-        session.add(review)
+        if key in known.reviews:
+            again.add(key)
+        else:
+            first[key] = {"plan_id": key[0], "phase_seq": key[1], "unit_id": key[2], "state": "submitted"}
+            first[key] |= {"reason": "", "by_unit_id": None, "at": now}
+        known.reviews[key] = Standing("submitted", None)
     if versions:
         session.execute(sa.insert(ReportVersion), versions)
+    if first:
+        session.connection().execute(REVIEWS.insert(), list(first.values()))
+    if again:
+        session.connection().execute(
+            REVIEWS.update()
+            .where(
+                REVIEWS.c.plan_id == sa.bindparam("key_plan"),
+                REVIEWS.c.phase_seq == sa.bindparam("key_phase"),
+                REVIEWS.c.unit_id == sa.bindparam("key_unit"),
+            )
+            .values(state="submitted", reason="", by_unit_id=None, at=now),
+            [{"key_plan": p, "key_phase": seq, "key_unit": u} for p, seq, u in sorted(again)],
+        )
 
 
 def set_review(
@@ -741,15 +769,16 @@ def run_deadline_check(ctx: ServiceContext) -> int:
     grace = timedelta(hours=ctx.settings.deadline_grace_hours)
     today = (ctx.clock.now() - grace).astimezone(LOCAL_TZ).date()
     with ctx.db.reading() as session:
-        checked = {(c.plan_id, c.phase_seq) for c in session.exec(select(DeadlineCheck))}
+        checked = set(session.exec(select(DeadlineCheck.plan_id, DeadlineCheck.phase_seq)).all())
         due: list[tuple[str, int, date]] = []
-        for plan in session.exec(select(PlanView)):
-            for phase in plan.phases:
-                if plan.revoked or not phase.get("report_due"):
+        in_force = select(PlanView.plan_id, PlanView.phases).where(col(PlanView.revoked).is_(False))
+        for plan_id, phases in session.exec(in_force):
+            for phase in phases:
+                if not phase.get("report_due"):
                     continue
                 day = date.fromisoformat(phase["report_due"])
-                if (plan.plan_id, phase["seq"]) not in checked and day < today:
-                    due.append((plan.plan_id, phase["seq"], day))
+                if (plan_id, phase["seq"]) not in checked and day < today:
+                    due.append((plan_id, phase["seq"], day))
     overdue = 0
     lag = 0.0
     for plan_id, phase_seq, due_day in due:
@@ -785,24 +814,28 @@ def _mark_missing(uow: UnitOfWork, plan_id: str, phase_seq: int, metrics: Metric
     due = due_of(plan, phase_seq)
     assert due is not None
     keys: set[ReportKey] = set()
-    for unit_id in sorted(set(targets) - reported):
+    missing = sorted(set(targets) - reported)
+    for unit_id in missing:
         row = session.get(UnitContribution, (plan_id, phase_seq, unit_id)) or UnitContribution(
             plan_id=plan_id, phase_seq=phase_seq, unit_id=unit_id
         )
         row.overdue = True
         session.add(row)
         keys.add((plan_id, phase_seq, unit_id))
-        uow.publish(
+    uow.publish_many(
+        [
             ReportOverdue(
                 plan_id=plan_id,
                 phase_seq=phase_seq,
                 unit_id=unit_id,
                 parent_unit_id=plan.issuer_unit_id,
                 due_on=due,
-            ),
-            unit=plan.issuer_unit_id,
-            correlation_id=plan.campaign_id,
-        )
+            )
+            for unit_id in missing
+        ],
+        units=[plan.issuer_unit_id] * len(missing),
+        correlation_id=plan.campaign_id,
+    )
     session.flush()
     refresh_contributions(uow, keys, metrics)
     return len(keys)
@@ -814,13 +847,14 @@ def measure_completeness(ctx: ServiceContext) -> None:
     now, today = ctx.clock.now(), ctx.clock.today()
     windows: dict[tuple[str, int], date] = {}
     with ctx.db.reading() as session:
-        for plan in session.exec(select(PlanView)):
-            for phase in plan.phases:
-                if plan.revoked or not phase.get("report_due"):
+        in_force = select(PlanView.campaign_id, PlanView.phases).where(col(PlanView.revoked).is_(False))
+        for campaign_id, phases in session.exec(in_force):
+            for phase in phases:
+                if not phase.get("report_due"):
                     continue
                 start, due = date.fromisoformat(phase["start"]), date.fromisoformat(phase["report_due"])
                 if start <= today <= due:
-                    key = (plan.campaign_id, phase["seq"])
+                    key = (campaign_id, phase["seq"])
                     windows[key] = min(windows.get(key, due), due)
         expected: dict[str, int] = defaultdict(int)
         received: dict[str, int] = defaultdict(int)
