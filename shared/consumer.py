@@ -31,7 +31,7 @@ from sqlmodel import col
 from shared.errors import EventRejected
 from shared.events import Envelope, Event, from_kafka, header_map
 from shared.metrics import Metrics
-from shared.storage import Database, InboxRecord, UnitOfWork
+from shared.storage import Database, InboxRecord, UnitOfWork, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -237,19 +237,11 @@ class BatchConsumer:
                 refused = handler(uow, [envelope for _, envelope in run])
                 now = uow.clock.now()
                 accepted = [envelope for _, envelope in run if envelope.id not in refused]
-                if accepted:
-                    session.execute(
-                        sa.insert(InboxRecord),
-                        [
-                            {
-                                "consumer": self.name,
-                                "event_id": e.id,
-                                "outcome": "processed",
-                                "processed_at": now,
-                            }
-                            for e in accepted
-                        ],
-                    )
+                inbox = [
+                    {"consumer": self.name, "event_id": e.id, "outcome": "processed", "processed_at": now}
+                    for e in accepted
+                ]
+                insert_rows(session, InboxRecord, inbox)
         except TRANSIENT_ERRORS:
             raise
         except Exception:

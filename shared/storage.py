@@ -50,9 +50,6 @@ class OutboxRecord(SQLModel, table=True):
     offset: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
 
 
-OUTBOX: sa.Table = OutboxRecord.__table__  # type: ignore[attr-defined]
-
-
 class InboxRecord(SQLModel, table=True):
     """An event a consumer has dealt with: recorded in the same transaction as its effect."""
 
@@ -153,6 +150,37 @@ def columns_in(
     return found
 
 
+def table_of(model: Any) -> sa.Table:
+    table: sa.Table = model.__table__
+    return table
+
+
+def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows (dicts with every column) in one statement, below the ORM: for writing many rows fast."""
+    if rows:
+        session.connection().execute(table_of(model).insert(), rows)
+
+
+def update_rows(
+    session: Session, model: Any, key: tuple[str, ...], rows: list[dict[str, Any]], *where: Any
+) -> None:
+    """Update rows found by their `key` columns (that match `where`) to the other values each dict holds,
+    in one statement, below the ORM."""
+    if not rows:
+        return
+    table = table_of(model)
+    changed = [name for name in rows[0] if name not in key]
+    statement = (
+        table.update()
+        .where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key), *where)
+        .values({name: sa.bindparam(f"new_{name}") for name in changed})
+    )
+    session.connection().execute(
+        statement,
+        [{f"{'key' if name in key else 'new'}_{name}": value for name, value in row.items()} for row in rows],
+    )
+
+
 def make_engine(url: str, writes: bool = True) -> Engine:
     """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints, and its
     writing transactions take the write lock at once (readers, with WAL, never wait for a writer)."""
@@ -241,8 +269,8 @@ class UnitOfWork:
                     "created_at": envelope.time,
                 }
             )
-        if rows:  # straight to the table, in the current savepoint: a rolled-back handler publishes nothing
-            self.session.connection().execute(OUTBOX.insert(), rows)
+        # Straight to the table, in the current savepoint: a rolled-back handler publishes nothing.
+        insert_rows(self.session, OutboxRecord, rows)
         self.published.extend(envelopes)
         self.outbox_written += len(rows)
         return envelopes

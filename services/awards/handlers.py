@@ -33,7 +33,7 @@ from shared.events import (
     ReportSubmitted,
 )
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, columns_in, rows_in, utc
+from shared.storage import UnitOfWork, columns_in, insert_rows, rows_in, update_rows, utc
 
 
 class NomineeFacts(BaseModel):
@@ -518,6 +518,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
                 session, (*record_key, ReportRecord.first_submitted_at), record_key, keys
             )
         }
+        stored = set(first_sent)
         earlier: dict[tuple[str, str, int], dict[str, Any]] = {}  # what the batch changes, by key
         for report in reports:
             assert isinstance(report, ReportSubmitted)
@@ -529,50 +530,12 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
             if key in first_sent and first_sent[key] <= report.submitted_at:
                 continue
             on_time = bool(due) and report.submitted_at.astimezone(LOCAL_TZ).date() <= date.fromisoformat(due)
-            earlier[key] = {
-                "on_time": on_time,
-                "first_submitted_at": report.submitted_at,
-                "known": key in first_sent,
-            }
+            earlier[key] = {"on_time": on_time, "first_submitted_at": report.submitted_at}
             first_sent[key] = report.submitted_at
-        table = ReportRecord.__table__  # type: ignore[attr-defined]
-        fresh = [
-            {
-                "campaign_id": c,
-                "unit_id": u,
-                "phase_seq": seq,
-                "on_time": row["on_time"],
-                "first_submitted_at": row["first_submitted_at"],
-            }
-            for (c, u, seq), row in sorted(earlier.items())
-            if not row["known"]
-        ]
-        moved = [
-            {
-                "key_campaign": c,
-                "key_unit": u,
-                "key_phase": seq,
-                "on_time": row["on_time"],
-                "first_submitted_at": row["first_submitted_at"],
-            }
-            for (c, u, seq), row in sorted(earlier.items())
-            if row["known"]
-        ]
-        if fresh:
-            session.connection().execute(table.insert(), fresh)
-        if moved:
-            session.connection().execute(
-                table.update()
-                .where(
-                    table.c.campaign_id == sa.bindparam("key_campaign"),
-                    table.c.unit_id == sa.bindparam("key_unit"),
-                    table.c.phase_seq == sa.bindparam("key_phase"),
-                )
-                .values(
-                    on_time=sa.bindparam("on_time"), first_submitted_at=sa.bindparam("first_submitted_at")
-                ),
-                moved,
-            )
+        names = ("campaign_id", "unit_id", "phase_seq")
+        rows = {key: dict(zip(names, key, strict=True)) | change for key, change in sorted(earlier.items())}
+        insert_rows(session, ReportRecord, [row for key, row in rows.items() if key not in stored])
+        update_rows(session, ReportRecord, names, [row for key, row in rows.items() if key in stored])
         return refused
 
     @handlers.on(NominationMade)

@@ -10,7 +10,6 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlmodel import Session, col, select
 
@@ -44,7 +43,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import UnitOfWork, rows_in
+from shared.storage import UnitOfWork, insert_rows, rows_in, update_rows
 
 log = logging.getLogger(__name__)
 TEMPLATES = Environment(
@@ -194,15 +193,12 @@ class Known:
         return session.get(Delivery, delivery_id) is not None
 
 
-DELIVERIES: sa.Table = Delivery.__table__  # type: ignore[attr-defined]
-
-
 def write_queued(uow: UnitOfWork, known: Known) -> None:
     """Write the deliveries a fan-out queued in one insert, and tell of those already done (the delivery
     log) in one more."""
     if not known.queued:
         return
-    uow.session.connection().execute(DELIVERIES.insert(), known.queued)
+    insert_rows(uow.session, Delivery, known.queued)
     done = [row for row in known.queued if row["state"] == "sent"]
     uow.publish_many(
         [delivery_event(row, uow.clock.now()) for row in done],
@@ -376,7 +372,7 @@ def remember_plan(session: Session, plan: PlanIssued) -> None:
         if (phase.seq, target.unit_id) not in known
     ]
     if owed:
-        session.execute(sa.insert(Expectation), owed)
+        insert_rows(session, Expectation, owed)
 
 
 def replan(session: Session, plan_id: str, phases: list[Any], changes: dict[str, Any]) -> None:
@@ -428,19 +424,9 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         refused = reports_for_others(envelopes)
         envelopes = [e for e in envelopes if e.id not in refused]
         keys = {(e.data.plan_id, e.data.phase_seq, e.data.unit_id) for e in envelopes}  # type: ignore[attr-defined]
-        if keys:
-            table = Expectation.__table__  # type: ignore[attr-defined]
-            uow.session.connection().execute(
-                table.update()
-                .where(
-                    table.c.plan_id == sa.bindparam("key_plan"),
-                    table.c.phase_seq == sa.bindparam("key_phase"),
-                    table.c.unit_id == sa.bindparam("key_unit"),
-                    table.c.reported.is_(False),
-                )
-                .values(reported=True),
-                [{"key_plan": p, "key_phase": seq, "key_unit": u} for p, seq, u in sorted(keys)],
-            )
+        key = ("plan_id", "phase_seq", "unit_id")
+        reported = [dict(zip(key, k, strict=True)) | {"reported": True} for k in sorted(keys)]
+        update_rows(uow.session, Expectation, key, reported, col(Expectation.reported).is_(False))
         return refused
 
     @handlers.on(

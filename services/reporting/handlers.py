@@ -47,7 +47,7 @@ from shared.events import (
 )
 from shared.metrics import Metrics
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, chunks, columns_in, rows_in, utc
+from shared.storage import UnitOfWork, chunks, columns_in, insert_rows, rows_in, update_rows, utc
 
 ReportKey = tuple[str, int, str]  # plan, phase, unit
 AggregateKey = tuple[str, int, str]  # campaign, phase, unit
@@ -141,8 +141,7 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
         added.extend({"plan_id": p, "phase_seq": seq, "unit_id": u} for p, seq, u in wanted - current)
         dirty_keys(uow).update(current ^ wanted)
     session.flush()
-    if added:
-        session.execute(sa.insert(ReportTarget), added)
+    insert_rows(session, ReportTarget, added)
 
 
 def record_units(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -272,7 +271,7 @@ class Standing:
     by_unit_id: str | None
 
 
-REVIEWS: sa.Table = Review.__table__  # type: ignore[attr-defined]
+REPORT_KEY = ("plan_id", "phase_seq", "unit_id")  # the key columns of reviews and contributions
 REVIEW_KEY = (Review.plan_id, Review.phase_seq, Review.unit_id)
 
 
@@ -401,21 +400,15 @@ def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known)
             first[key] = {"plan_id": key[0], "phase_seq": key[1], "unit_id": key[2], "state": "submitted"}
             first[key] |= {"reason": "", "by_unit_id": None, "at": now}
         known.reviews[key] = Standing("submitted", None)
-    if versions:
-        session.execute(sa.insert(ReportVersion), versions)
-    if first:
-        session.connection().execute(REVIEWS.insert(), list(first.values()))
-    if again:
-        session.connection().execute(
-            REVIEWS.update()
-            .where(
-                REVIEWS.c.plan_id == sa.bindparam("key_plan"),
-                REVIEWS.c.phase_seq == sa.bindparam("key_phase"),
-                REVIEWS.c.unit_id == sa.bindparam("key_unit"),
-            )
-            .values(state="submitted", reason="", by_unit_id=None, at=now),
-            [{"key_plan": p, "key_phase": seq, "key_unit": u} for p, seq, u in sorted(again)],
-        )
+    insert_rows(session, ReportVersion, versions)
+    insert_rows(session, Review, list(first.values()))
+    resubmitted = {"state": "submitted", "reason": "", "by_unit_id": None, "at": now}
+    update_rows(
+        session,
+        Review,
+        REPORT_KEY,
+        [dict(zip(REPORT_KEY, key, strict=True)) | resubmitted for key in sorted(again)],
+    )
 
 
 def set_review(
@@ -599,24 +592,12 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
             )
         else:
             moved.append(
-                {"key_plan": plan_id, "key_phase": phase_seq, "key_unit": unit_id, "applied": new.as_dict()}
+                {"plan_id": plan_id, "phase_seq": phase_seq, "unit_id": unit_id, "applied": new.as_dict()}
             )
         if metrics is not None and new.received and not old.received:
             metrics.reports_received.labels("on_time" if new.on_time else "late").inc()
-    if first:
-        session.execute(sa.insert(UnitContribution), first)
-    if moved:
-        table = UnitContribution.__table__  # type: ignore[attr-defined]
-        session.connection().execute(
-            table.update()
-            .where(
-                table.c.plan_id == sa.bindparam("key_plan"),
-                table.c.phase_seq == sa.bindparam("key_phase"),
-                table.c.unit_id == sa.bindparam("key_unit"),
-            )
-            .values(applied=sa.bindparam("applied")),
-            moved,
-        )
+    insert_rows(session, UnitContribution, first)
+    update_rows(session, UnitContribution, REPORT_KEY, moved)
     changed = totals.apply(session)
     keys.clear()
     consolidate_complete(uow, changed)
