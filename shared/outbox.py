@@ -15,6 +15,7 @@ import logging
 import zlib
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import anyio
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlmodel import col
 
 from shared.kafka import KafkaConnection
 from shared.metrics import Metrics
-from shared.storage import Database, OutboxRecord, RelayState, utc
+from shared.storage import Database, OutboxRecord, RelayState, update_rows, utc
 from shared.topics import cluster_id, connect_admin, end_offsets, ensure_topics, partition_counts
 
 log = logging.getLogger(__name__)
@@ -241,26 +242,31 @@ class OutboxRelay:
         connection.close()
         return False
 
-    def _pending(self) -> Sequence[OutboxRecord]:
+    def _pending(self) -> Sequence[Any]:
+        """The next rows to publish, as plain rows (seq, topic, key, headers, payload)."""
         with self.db.reading() as session:
             query = (
-                sa.select(OutboxRecord)
+                sa.select(
+                    col(OutboxRecord.seq),
+                    col(OutboxRecord.topic),
+                    col(OutboxRecord.key),
+                    col(OutboxRecord.headers),
+                    col(OutboxRecord.payload),
+                )
                 .where(col(OutboxRecord.published_at).is_(None))
                 .order_by(col(OutboxRecord.seq))
                 .limit(self.batch_size)
             )
-            return session.execute(query).scalars().all()
+            return session.execute(query).all()
 
     def _mark_published(self, placed: list[tuple[int | None, int, int]]) -> None:
         now = self.db.clock.now()
         with self.db.transaction() as uow:
-            uow.session.execute(
-                sa.update(OutboxRecord),
-                [
-                    {"seq": seq, "published_at": now, "partition": partition, "offset": offset}
-                    for seq, partition, offset in placed
-                ],
-            )
+            rows = [
+                {"seq": seq, "published_at": now, "partition": partition, "offset": offset}
+                for seq, partition, offset in placed
+            ]
+            update_rows(uow.session, OutboxRecord, ("seq",), rows)
 
     def _replay(self, topics: list[str] | None) -> int:
         with self.db.transaction() as uow:

@@ -131,7 +131,7 @@ def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
     copy = session.get(PlanCopy, closed.plan_id)
     if copy is None or copy.revoked:
         return []
-    plan = PlanIssued.model_validate(copy.event)
+    number, title = copy.event["number"], copy.event["title"]  # the copy is a PlanIssued, as stored
     owing = session.exec(
         select(Expectation.unit_id, Expectation.due_on).where(
             Expectation.plan_id == closed.plan_id,
@@ -142,8 +142,8 @@ def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
     messages = []
     for unit_id, due_on in owing:
         due = f"trước ngày {due_on:%d/%m/%Y}" if due_on else "theo quy định"
-        subject = f"Đề nghị báo cáo kết quả đợt {closed.phase_seq}, kế hoạch số {plan.number} ({due})"
-        messages.append(Message(unit_id, "report_request", subject, (plan.title,), plan.plan_id))
+        subject = f"Đề nghị báo cáo kết quả đợt {closed.phase_seq}, kế hoạch số {number} ({due})"
+        messages.append(Message(unit_id, "report_request", subject, (title,), closed.plan_id))
     return messages
 
 

@@ -540,7 +540,6 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     aggregates by the difference. Reports whose plan is not known yet wait for it."""
     session = uow.session
     plan_ids = sorted({plan_id for plan_id, _, _ in keys})
-    units = {unit_id for _, _, unit_id in keys}
     plans = plans_by_id(session, plan_ids)
     targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
@@ -550,9 +549,8 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
         ReportVersion.submitted_at,
         ReportVersion.values,
     )
-    in_plans = col(ReportVersion.plan_id).in_(plan_ids)
     for plan_id, phase_seq, unit_id, report_id, sent, values in columns_in(
-        session, version_columns, ReportVersion.unit_id, units, in_plans
+        session, version_columns, VERSION_KEY, keys
     ):
         versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, sent, values))
     contribution_columns = (*CONTRIBUTION_KEY, UnitContribution.overdue, UnitContribution.applied)
