@@ -269,16 +269,16 @@ class Stack:
                     raise TimeoutError(f"{service} was not ready within {timeout:.0f} s")
                 await asyncio.sleep(0.2)
 
-    def peak_rss_mb(self) -> float:
-        """The services' peak resident memory, added up (VmHWM of each process)."""
-        total_kb = 0
-        for process in self.processes.values():
+    def peak_rss_mb(self) -> dict[str, float]:
+        """Each service's peak resident memory (VmHWM of its process)."""
+        peaks = {}
+        for service, process in self.processes.items():
             status = Path(f"/proc/{process.pid}/status")
             if status.exists():
                 for line in status.read_text().splitlines():
                     if line.startswith("VmHWM:"):
-                        total_kb += int(line.split()[1])
-        return round(total_kb / 1024, 1)
+                        peaks[service] = round(int(line.split()[1]) / 1024, 1)
+        return peaks
 
     def tell_logs(self, lines: int = 15) -> None:
         """The last lines each service logged, for a run that failed (its work directory goes away)."""
@@ -344,6 +344,7 @@ class Result:
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
     peak_rss_mb: float = 0.0
+    peak_rss_mb_by_service: dict[str, float] = field(default_factory=dict)
     import_seconds: float = 0.0
     national_row: dict[str, Any] = field(default_factory=dict)
 
@@ -495,7 +496,8 @@ async def run_national(
                         latency_seconds,
                         timeout,
                     )
-                result.peak_rss_mb = stack.peak_rss_mb()
+                result.peak_rss_mb_by_service = stack.peak_rss_mb()
+                result.peak_rss_mb = round(sum(result.peak_rss_mb_by_service.values()), 1)
             except BaseException:
                 stack.tell_logs()
                 raise

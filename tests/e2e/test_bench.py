@@ -40,3 +40,4 @@ async def test_a_small_national_wave_adds_up_exactly(backend: str, kafka_bootstr
     # The broker alone carried the same records, every one of them back to its consumer.
     assert result.raw_broker_messages == result.reports
     assert result.peak_rss_mb > 0
+    assert set(result.peak_rss_mb_by_service) == {"plans", "reporting", "notifications", "awards"}
