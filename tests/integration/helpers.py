@@ -37,19 +37,10 @@ async def read_topic(
 ) -> list[dict[str, Any]]:
     """Read a topic from the start until `expect` records (with `distinct`, records with distinct
     event ids) have come, or fail after `timeout`."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=600,
-        metadata_max_age_ms=1000,
-    )
-    await consumer.start()
+    deadline = asyncio.get_running_loop().time() + timeout
+    consumer = await _started_reader(bootstrap, topic, deadline)
     records: list[dict[str, Any]] = []
     try:
-        deadline = asyncio.get_running_loop().time() + timeout
 
         def count() -> int:
             return len({r["headers"].get("ce_id") for r in records}) if distinct else len(records)
@@ -70,8 +61,31 @@ async def read_topic(
                         }
                     )
     finally:
-        await consumer.stop()
+        await asyncio.wait_for(consumer.stop(), timeout=15)
     return records
+
+
+async def _started_reader(bootstrap: str, topic: str, deadline: float) -> AIOKafkaConsumer:
+    """A consumer of `topic` from its start, in a group of its own. A broker that has just restarted or
+    lost a topic can leave a consumer's start waiting for its group coordinator: such a start is given
+    up after a while and tried again with a new group, until `deadline`."""
+    while True:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"reader-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=600,
+            metadata_max_age_ms=1000,
+        )
+        try:
+            await asyncio.wait_for(consumer.start(), timeout=15)
+            return consumer
+        except TimeoutError:
+            await asyncio.wait_for(consumer.stop(), timeout=15)
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{topic}: no reader could join the broker in time") from None
 
 
 async def eventually(check: Any, timeout: float = 30.0) -> Any:
