@@ -298,6 +298,39 @@ class Stack:
                 process.wait(5)
 
 
+def stack_env(
+    bootstrap: str,
+    prefix: str,
+    database_url: str,
+    workdir: Path,
+    settings: dict[str, str],
+    inherit_settings: bool = True,
+) -> dict[str, str]:
+    """The environment of a run's service processes: its broker, topics, databases, scratch folder and a
+    key of its own, with `settings` (THIDUA_ names without the prefix) on top. Nothing leaves the
+    machine: every message is written to the delivery log, and no mail server, iOffice or webhook is
+    used. Without `inherit_settings`, THIDUA_ settings of the calling shell are left out too."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if (inherit_settings or not name.startswith("THIDUA_"))
+        and name not in ("THIDUA_SMTP_HOST", "THIDUA_IOFFICE_URL", "THIDUA_WEBHOOK_URL")
+    }
+    return {
+        **inherited,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "THIDUA_TOPIC_PREFIX": prefix,
+        "THIDUA_DATABASE_URL": database_url,
+        "THIDUA_VAR_DIR": str(workdir),
+        "THIDUA_SECRET_KEY": secrets.token_hex(32),
+        "THIDUA_LOG_LEVEL": "WARNING",
+        "THIDUA_DOCUMENT_CHANNELS": "log",
+        "THIDUA_MESSAGE_CHANNELS": "log",
+        **{f"THIDUA_{name}": value for name, value in settings.items()},
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+
+
 @contextmanager
 def databases(database: str, workdir: Path, stem: str = "thidua_bench") -> Iterator[tuple[str, str]]:
     """A database URL template with "{service}" and the name of the engine: SQLite files in the work
@@ -462,23 +495,8 @@ async def run_national(
             _broker(bootstrap_servers) as (bootstrap, broker_name),
         ):
             prefix = f"bench{uuid.uuid4().hex[:8]}"
-            env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "THIDUA_TOPIC_PREFIX": prefix,
-                "THIDUA_DATABASE_URL": database_url,
-                "THIDUA_VAR_DIR": str(workdir),
-                "THIDUA_SECRET_KEY": secrets.token_hex(32),
-                "THIDUA_LOG_LEVEL": "WARNING",
-                # Nothing leaves the machine: every message is written to the delivery log.
-                "THIDUA_DOCUMENT_CHANNELS": "log",
-                "THIDUA_MESSAGE_CHANNELS": "log",
-                # The wave is the hours around a deadline: units are marked missing after it, not during.
-                "THIDUA_DEADLINE_GRACE_HOURS": str(24 * 30),
-                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-            }
-            for name in ("SMTP_HOST", "IOFFICE_URL", "WEBHOOK_URL"):
-                env.pop(f"THIDUA_{name}", None)
+            # The wave is the hours around a deadline: units are marked missing after it, not during.
+            env = stack_env(bootstrap, prefix, database_url, workdir, {"DEADLINE_GRACE_HOURS": str(24 * 30)})
             stack = Stack(env, workdir)
             result = Result(grassroots_units=grassroots, database=engine, broker=broker_name)
             stack.start()

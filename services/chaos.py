@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import secrets
 import tempfile
 import time
 import uuid
@@ -35,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from sqlalchemy.engine import make_url
 
-from services.bench import Stack, databases, national_plan, phase_one_report, poll, unit
+from services.bench import Stack, databases, national_plan, phase_one_report, poll, stack_env, unit
 from services.demo import figures_of, report_values
 from shared.clock import Clock
 from shared.events import Envelope, to_kafka
@@ -635,24 +633,15 @@ async def run_chaos(
             if engine != "postgresql":
                 raise ValueError(f"database: {database!r} — the fault harness needs a PostgreSQL server URL")
             prefix = f"chaos{uuid.uuid4().hex[:8]}"
-            env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith("THIDUA_")},
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "THIDUA_TOPIC_PREFIX": prefix,
-                "THIDUA_DATABASE_URL": database_url,
-                "THIDUA_VAR_DIR": str(workdir),
-                "THIDUA_SECRET_KEY": secrets.token_hex(32),
-                "THIDUA_LOG_LEVEL": "WARNING",
-                "THIDUA_DOCUMENT_CHANNELS": "log",
-                "THIDUA_MESSAGE_CHANNELS": "log",
-                "THIDUA_CONSUMER_SESSION_TIMEOUT_MS": "6000",
+            settings = {
+                "CONSUMER_SESSION_TIMEOUT_MS": "6000",
                 # Events wait a little in the outbox: kills between a commit and its publish are likely.
-                "THIDUA_RELAY_POLL_SECONDS": "0.3",
-                "THIDUA_RELAY_CHECK_SECONDS": "1",
-                "THIDUA_RETRY_MAX_SECONDS": "2",
-                "THIDUA_TICK_SECONDS": "0.5",
-                "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                "RELAY_POLL_SECONDS": "0.3",
+                "RELAY_CHECK_SECONDS": "1",
+                "RETRY_MAX_SECONDS": "2",
+                "TICK_SECONDS": "0.5",
             }
+            env = stack_env(broker.bootstrap_servers, prefix, database_url, workdir, settings, False)
             stack = Stack(env, workdir)
             dbs = Databases(database_url)
             stack.start()

@@ -344,7 +344,8 @@ def delivery_event(
 
 def delivered(uow: UnitOfWork, delivery: Delivery, error: str | None = None) -> None:
     """Tell the other services a delivery is done: NotificationDelivered, or NotificationFailed with why."""
-    event = delivery_event(delivery.model_dump(), uow.clock.now(), error)
+    fields = {"id", "trigger_event_id", "trigger_type", "recipient_unit_id", "channel"}
+    event = delivery_event(delivery.model_dump(include=fields), uow.clock.now(), error)
     uow.publish(event, unit=delivery.recipient_unit_id)
 
 
