@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -312,6 +312,21 @@ class UnitOfWork:
         self.outbox_written += 1
 
 
+_SQLITE_WRITERS: dict[str, threading.RLock] = {}
+_SQLITE_WRITERS_LOCK = threading.Lock()
+
+
+def writer_turn(url: str) -> AbstractContextManager[Any]:
+    """What a writing transaction holds while it runs. SQLite lets one writer in at a time, and one that
+    finds the file locked polls for it, sleeping up to 100 ms between tries: the threads of a process
+    (consumer, outbox relay, periodic steps, API) queue here instead, and the next one starts as soon as
+    the last commits. Other processes on the same file still meet SQLite's own wait."""
+    if not url.startswith("sqlite"):
+        return nullcontext()
+    with _SQLITE_WRITERS_LOCK:
+        return _SQLITE_WRITERS.setdefault(url, threading.RLock())
+
+
 class Database:
     """A service's database: engine, transactions, and a hook that wakes the outbox relay."""
 
@@ -324,6 +339,7 @@ class Database:
         self.clock = clock
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._writer = writer_turn(url)
 
     def on_outbox_written(self, listener: Callable[[], None]) -> None:
         with self._lock:
@@ -332,7 +348,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
         """A unit of work that commits on success and rolls back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._writer, Session(self.engine, expire_on_commit=False) as session:
             uow = UnitOfWork(session, self.source, self.prefix, self.clock)
             try:
                 yield uow
@@ -347,7 +363,7 @@ class Database:
     @contextmanager
     def rehearsal(self) -> Iterator[UnitOfWork]:
         """A unit of work that is always rolled back: to check what a command would do."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._writer, Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield UnitOfWork(session, self.source, self.prefix, self.clock)
             finally:

@@ -132,15 +132,17 @@ def report_requests(session: Session, closed: PhaseClosed) -> list[Message]:
     if copy is None or copy.revoked:
         return []
     number, title = copy.event["number"], copy.event["title"]  # the copy is a PlanIssued, as stored
-    owing = session.exec(
-        select(Expectation.unit_id, Expectation.due_on).where(
-            Expectation.plan_id == closed.plan_id,
-            Expectation.phase_seq == closed.phase_seq,
-            col(Expectation.reported).is_(False),
+    # Found by the plan's key and filtered here: SQLite would otherwise pick the index on `reported`
+    # and read every unreported expectation of every plan, for each phase that closes.
+    expected = session.exec(
+        select(Expectation.unit_id, Expectation.due_on, Expectation.reported).where(
+            Expectation.plan_id == closed.plan_id, Expectation.phase_seq == closed.phase_seq
         )
     ).all()
     messages = []
-    for unit_id, due_on in owing:
+    for unit_id, due_on, reported in expected:
+        if reported:
+            continue
         due = f"trước ngày {due_on:%d/%m/%Y}" if due_on else "theo quy định"
         subject = f"Đề nghị báo cáo kết quả đợt {closed.phase_seq}, kế hoạch số {number} ({due})"
         messages.append(Message(unit_id, "report_request", subject, (title,), closed.plan_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,6 +14,8 @@ from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from services.notifications.handlers import remember_plan, report_requests
+from services.notifications.models import Expectation
 from services.runtime import DEFINITIONS, Runtime, create_app
 from shared.clock import ManualClock
 from shared.consumer import MAX_HANDLER_ATTEMPTS, BatchConsumer, EventHandlers, Record
@@ -22,6 +25,7 @@ from shared.events import (
     IndicatorKind,
     Level,
     Phase,
+    PhaseClosed,
     PlanIssued,
     PlanRef,
     ReportSubmitted,
@@ -32,7 +36,7 @@ from shared.events import (
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.settings import Settings
-from shared.storage import Database, InboxRecord, OutboxRecord
+from shared.storage import Database, InboxRecord, OutboxRecord, writer_turn
 from shared.topics import dlq_name, topic_name
 from tests.integration.helpers import api_client, eventually, produce, produce_events, read_topic
 
@@ -298,3 +302,58 @@ async def test_a_forged_plan_is_refused_whoever_sends_it(settings: Settings) -> 
         )
     finally:
         await runtime.stop()
+
+
+def test_threads_of_a_service_write_in_turn_and_lose_nothing(database_url: str) -> None:
+    """A consumer, a relay and the periodic steps of one process write to one database at once: on SQLite
+    they take turns on one lock per database (two `Database`s on the same file share it); every
+    transaction commits."""
+    url = database_url.format(service="reporting")
+    db, again = (Database(url, source="/test", prefix="t", clock=ManualClock(NOW)) for _ in range(2))
+    upgrade(db.engine, DEFINITIONS["reporting"].migrations)
+    if url.startswith("sqlite"):
+        assert writer_turn(url) is writer_turn(url)
+        assert writer_turn(url) is not writer_turn(url + "-elsewhere")
+
+    def write(worker: int) -> None:
+        for n in range(40):
+            with (db if n % 2 else again).transaction() as uow:
+                uow.session.add(
+                    InboxRecord(consumer=f"w{worker}", event_id=str(n), outcome="processed", processed_at=NOW)
+                )
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    try:
+        with db.reading() as session:
+            kept = session.exec(select(InboxRecord.consumer, InboxRecord.event_id)).all()
+        assert sorted(kept) == sorted((f"w{w}", str(n)) for w in range(4) for n in range(40))
+    finally:
+        db.dispose()
+        again.dispose()
+
+
+def test_a_closed_phase_asks_only_the_units_that_have_not_reported(database_url: str) -> None:
+    db = Database(
+        database_url.format(service="notifications"), source="/test", prefix="t", clock=ManualClock(NOW)
+    )
+    upgrade(db.engine, DEFINITIONS["notifications"].migrations)
+    other = plan().data.model_copy(update={"plan_id": "other-plan"})
+    try:
+        with db.transaction() as uow:
+            remember_plan(uow.session, plan().data)  # type: ignore[arg-type]
+            remember_plan(uow.session, other)
+            for plan_id, unit_id in (("lb-plan", "lb-02"), ("other-plan", "lb-01")):
+                reported = uow.session.get(Expectation, (plan_id, 1, unit_id))
+                assert reported is not None
+                reported.reported = True
+                uow.session.add(reported)
+        with db.reading() as session:
+            asked = report_requests(session, PhaseClosed(plan_id="lb-plan", phase_seq=1, at=NOW))
+            elsewhere = report_requests(session, PhaseClosed(plan_id="other-plan", phase_seq=1, at=NOW))
+        assert sorted(m.recipient_unit_id for m in asked) == ["lb-01", "lb-03"]
+        assert sorted(m.recipient_unit_id for m in elsewhere) == ["lb-02", "lb-03"]
+        assert all(m.kind == "report_request" and "19/KH-LĐLĐ" in m.subject for m in asked)
+        assert all("05/06/2023" in m.subject for m in asked)
+    finally:
+        db.dispose()
