@@ -202,8 +202,9 @@ def write_queued(uow: UnitOfWork, known: Known) -> None:
         return
     insert_rows(uow.session, Delivery, known.queued)
     done = [row for row in known.queued if row["state"] == "sent"]
+    now = uow.clock.now()
     uow.publish_many(
-        [delivery_event(row, uow.clock.now()) for row in done],
+        [delivery_event(row, now) for row in done],
         units=[row["recipient_unit_id"] for row in done],
     )
     known.queued.clear()

@@ -57,7 +57,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import Database, UnitOfWork, rows_in
+from shared.storage import Database, UnitOfWork, columns_in, insert_rows, rows_in
 
 
 class PhaseDraft(BaseModel):
@@ -122,11 +122,22 @@ def unit_on(session: Session, unit_id: str, on: date) -> OrgUnitVersion | None:
     ).first()
 
 
+def in_force_on(on: date) -> tuple[Any, ...]:
+    """Which versions of units are in force on a day."""
+    ended_later = sa.or_(col(OrgUnitVersion.valid_to).is_(None), col(OrgUnitVersion.valid_to) > on)
+    return col(OrgUnitVersion.valid_from) <= on, ended_later
+
+
 def units_on(session: Session, unit_ids: list[str], on: date) -> dict[str, OrgUnitVersion]:
     """The versions of units in force on a day, by unit (units unknown that day are left out)."""
-    in_force = sa.or_(col(OrgUnitVersion.valid_to).is_(None), col(OrgUnitVersion.valid_to) > on)
-    rows = rows_in(session, OrgUnitVersion.unit_id, unit_ids, col(OrgUnitVersion.valid_from) <= on, in_force)
+    rows = rows_in(session, OrgUnitVersion.unit_id, unit_ids, *in_force_on(on))
     return {row.unit_id: row for row in rows}
+
+
+def parents_on(session: Session, unit_ids: list[str], on: date) -> dict[str, str | None]:
+    """The parent of each unit on a day (units unknown that day are left out), read as plain columns."""
+    columns = (OrgUnitVersion.unit_id, OrgUnitVersion.parent_id)
+    return dict(columns_in(session, columns, OrgUnitVersion.unit_id, unit_ids, *in_force_on(on)))
 
 
 def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion]:
@@ -391,13 +402,13 @@ def store_plan(
     )
     for phase in plan.phases:
         session.add(PlanPhase(plan_id=plan.plan_id, **phase.model_dump()))
-    for target in plan.targets if targets is None else targets:
-        session.add(
-            PlanTarget(
-                plan_id=plan.plan_id, unit_id=target.unit_id, name=target.name, level=target.level.value
-            )
-        )
     session.flush()
+    sent_to = [
+        {"plan_id": plan.plan_id, "unit_id": t.unit_id, "name": t.name, "level": t.level.value}
+        | {"acknowledged_at": None}
+        for t in (plan.targets if targets is None else targets)
+    ]
+    insert_rows(session, PlanTarget, sent_to)  # a district's plan goes to ~200 units: one statement
 
 
 def resolve_phases(
@@ -600,10 +611,9 @@ def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None
         raise EventRejected(
             "unauthorized", f"unit {envelope.unit} sent a plan issued by {plan.issuer_unit_id}"
         )
-    in_force = units_on(session, [target.unit_id for target in plan.targets], plan.issued_on)
+    parents = parents_on(session, [target.unit_id for target in plan.targets], plan.issued_on)
     for target in plan.targets:
-        unit = in_force.get(target.unit_id)
-        if unit is not None and unit.parent_id != plan.issuer_unit_id:
+        if target.unit_id in parents and parents[target.unit_id] != plan.issuer_unit_id:
             raise EventRejected(
                 "unauthorized",
                 f"{plan.issuer_unit_id} issued a plan to {target.unit_id}, which is not directly below it",
