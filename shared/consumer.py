@@ -29,7 +29,7 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import col
 
 from shared.errors import EventRejected
-from shared.events import Envelope, Event, from_kafka, header_map
+from shared.events import EVENT_TYPES, Envelope, Event, from_kafka, header_map
 from shared.metrics import Metrics
 from shared.storage import Database, InboxRecord, UnitOfWork, insert_rows
 
@@ -119,9 +119,12 @@ class EventHandlers:
 
     @property
     def streams(self) -> list[str]:
-        from shared.events import EVENT_TYPES
-
         return sorted({EVENT_TYPES[name].stream for name in [*self.handlers, *self.batch_handlers]})
+
+    @property
+    def unused(self) -> frozenset[str]:
+        """The known event types this service has no use for (a stream carries several types)."""
+        return frozenset(EVENT_TYPES) - set(self.handlers) - set(self.batch_handlers)
 
 
 def reports_for_others(envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -167,9 +170,15 @@ class BatchConsumer:
         await anyio.to_thread.run_sync(self.process, records)
 
     def process(self, records: list[Record]) -> None:
-        """Apply a batch; returns once it is committed. Raises only when the consumer is stopping."""
+        """Apply a batch; returns once it is committed. Raises only when the consumer is stopping.
+
+        Events of a known type this service has no use for are passed over unread (the plans stream
+        carries every unit's acknowledgement, which only the plans service counts)."""
         decoded: list[tuple[Record, Envelope | EventRejected]] = []
+        unused = self.handlers.unused
         for record in records:
+            if record.headers.get("ce_type") in unused:
+                continue
             try:
                 decoded.append((record, from_kafka(record.value, record.headers)))
             except EventRejected as rejection:
@@ -219,10 +228,7 @@ class BatchConsumer:
                     run_handler = many
                     run.append((record, item))
                     continue
-                handler = self.handlers.handlers.get(item.type)
-                if handler is None:
-                    continue  # an event of that stream this service has no use for
-                self._apply_one(uow, record, item, handler)
+                self._apply_one(uow, record, item, self.handlers.handlers[item.type])
             if run:
                 self._apply_run(uow, run, run_handler)  # type: ignore[arg-type]
             for step in self.handlers.batch_steps:

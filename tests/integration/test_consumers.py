@@ -201,6 +201,28 @@ def test_a_transient_failure_retries_the_batch_with_backoff(database_url: str) -
         db.dispose()
 
 
+def test_events_of_a_type_the_service_has_no_use_for_are_passed_over(database_url: str) -> None:
+    """A stream carries several types: a consumer that handles only reports neither applies, records nor
+    dead-letters a plan (even an unreadable one); it still dead-letters a type nobody knows."""
+    handler = Flaky(failures=0, error=RuntimeError())
+    consumer, _, db = consumer_with(handler, database_url)
+    try:
+        event = report("lb-01", 5)
+        key, _, headers = to_kafka(plan())
+        unreadable_plan = Record("t.plans", 0, 1, key, b"{not json", header_map(headers))
+        strange = as_record(event, offset=2).headers | {"ce_id": "strange-1", "ce_type": "NoSuchEvent"}
+        unknown = Record("t.reports", 0, 2, None, b"{}", strange)
+        consumer.process([as_record(plan(), offset=0), unreadable_plan, as_record(event, offset=3), unknown])
+        assert handler.applied == [event.id]
+        with db.reading() as session:
+            inbox = session.exec(select(InboxRecord.event_id, InboxRecord.outcome)).all()
+            dead = session.exec(select(OutboxRecord.topic)).all()
+        assert sorted(inbox) == sorted([(event.id, "processed"), ("strange-1", "dead_letter")])
+        assert dead == ["t.reports.dlq"]
+    finally:
+        db.dispose()
+
+
 def test_a_handler_that_keeps_failing_on_one_event_sends_it_to_the_dead_letters(database_url: str) -> None:
     handler = Flaky(failures=MAX_HANDLER_ATTEMPTS, error=KeyError("new_members"))
     consumer, metrics, db = consumer_with(handler, database_url)
