@@ -404,8 +404,13 @@ def store_plan(
         session.add(PlanPhase(plan_id=plan.plan_id, **phase.model_dump()))
     session.flush()
     sent_to = [
-        {"plan_id": plan.plan_id, "unit_id": t.unit_id, "name": t.name, "level": t.level.value}
-        | {"acknowledged_at": None}
+        {
+            "plan_id": plan.plan_id,
+            "unit_id": t.unit_id,
+            "name": t.name,
+            "level": t.level.value,
+            "acknowledged_at": None,
+        }
         for t in (plan.targets if targets is None else targets)
     ]
     insert_rows(session, PlanTarget, sent_to)  # a district's plan goes to ~200 units: one statement
