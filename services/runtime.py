@@ -211,8 +211,11 @@ class Runtime:
         """Run every service's periodic steps once (schedulers, deadline checks); returns events emitted."""
         emitted = 0
         for definition in self.definitions:
+            ctx = self.contexts[definition.name]
             for step in definition.ticks:
-                emitted += int(await anyio.to_thread.run_sync(step, self.contexts[definition.name]) or 0)
+                emitted += int(await anyio.to_thread.run_sync(step, ctx) or 0)
+            for table in await anyio.to_thread.run_sync(ctx.db.refresh_statistics):
+                self.metrics.statistics_refreshed.labels(definition.name, table).inc()
             self.metrics.scheduler_last_run.labels(definition.name).set(time.time())
         return emitted
 

@@ -66,6 +66,12 @@ class Metrics:
             ["consumer", "stream", "reason"],
             registry=r,
         )
+        self.statistics_refreshed = Counter(
+            "thidua_table_statistics_refreshed",
+            "Times a table that had outgrown its PostgreSQL statistics was analyzed",
+            ["service", "table"],
+            registry=r,
+        )
         self.consumer_retries = Counter(
             "thidua_consumer_retries",
             "Batches retried after a transient failure",

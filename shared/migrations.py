@@ -124,6 +124,14 @@ def create_plumbing_tables() -> None:
     )
 
 
+def index_unpublished_outbox_rows() -> None:
+    """The relay's next rows in an index of their own (a revision of every service, after its first)."""
+    unpublished = sa.text("published_at IS NULL")
+    op.create_index(
+        "ix_outbox_unpublished", "outbox", ["seq"], postgresql_where=unpublished, sqlite_where=unpublished
+    )
+
+
 def drop_plumbing_tables() -> None:
     for table in reversed(PLUMBING_TABLES):
         op.drop_table(table)

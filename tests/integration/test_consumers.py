@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
@@ -36,7 +37,7 @@ from shared.events import (
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.settings import Settings
-from shared.storage import Database, InboxRecord, OutboxRecord, writer_turn
+from shared.storage import Database, InboxRecord, OutboxRecord, insert_rows, update_rows, writer_turn
 from shared.topics import dlq_name, topic_name
 from tests.integration.helpers import api_client, eventually, produce, produce_events, read_topic
 
@@ -353,6 +354,73 @@ def test_threads_of_a_service_write_in_turn_and_lose_nothing(database_url: str) 
     finally:
         db.dispose()
         again.dispose()
+
+
+def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(database_url: str) -> None:
+    """Bulk writes (one statement for many rows: arrays unnested on PostgreSQL) keep the rows' order, give
+    back JSON and bytes as written, and of two changes to one row keep the last, where `where` allows."""
+    db = Database(database_url.format(service="plans"), source="/test", prefix="t", clock=ManualClock(NOW))
+    upgrade(db.engine, DEFINITIONS["plans"].migrations)
+    headers = [["ce_id", "x"], ["ce_unit", 'Liên đoàn "quận" 1']]
+    rows = [
+        {
+            "event_id": f"e{n}",
+            "topic": "t.plans",
+            "key": f"k{n}",
+            "headers": headers if n % 2 else [],
+            "payload": bytes([n, 0, 255]),
+            "created_at": NOW,
+        }
+        for n in (5, 3, 9, 1)
+    ]
+    try:
+        with db.transaction() as uow:
+            insert_rows(uow.session, OutboxRecord, rows)
+        with db.transaction() as uow:
+            first, second = uow.session.exec(select(OutboxRecord.seq).order_by(OutboxRecord.seq)).all()[:2]
+            changes = [
+                {"seq": first, "partition": 1, "offset": 2**40},
+                {"seq": first, "partition": 2, "offset": 7},
+                {"seq": second, "partition": 3, "offset": 8},
+            ]
+            update_rows(uow.session, OutboxRecord, ("seq",), changes, OutboxRecord.key != "k3")
+        with db.reading() as session:
+            kept = session.exec(select(OutboxRecord).order_by(OutboxRecord.seq)).all()
+        assert [(r.event_id, r.headers, r.payload) for r in kept] == [
+            (row["event_id"], row["headers"], row["payload"]) for row in rows
+        ]
+        assert [(r.partition, r.offset) for r in kept] == [(2, 7), (None, None), (None, None), (None, None)]
+    finally:
+        db.dispose()
+
+
+def test_tables_that_outgrow_their_statistics_are_analyzed(database_url: str) -> None:
+    """PostgreSQL plans by each table's statistics: a table changed by many rows since it was last analyzed
+    is analyzed again (at every tick), whether or not autovacuum runs. SQLite keeps none to refresh."""
+    db = Database(database_url.format(service="awards"), source="/test", prefix="t", clock=ManualClock(NOW))
+    upgrade(db.engine, DEFINITIONS["awards"].migrations)
+    postgresql = db.engine.dialect.name == "postgresql"
+    inbox = [
+        {"consumer": "awards", "event_id": f"e{n}", "outcome": "processed", "processed_at": NOW}
+        for n in range(3000)
+    ]
+    try:
+        with db.transaction() as uow:
+            insert_rows(uow.session, InboxRecord, inbox)
+            if postgresql:  # the counts of changed rows reach the statistics with this commit, not later
+                uow.session.execute(text("SELECT pg_stat_force_next_flush()"))
+        if not postgresql:
+            assert db.refresh_statistics() == []
+            return
+        assert db.refresh_statistics() == ["inbox"]
+        assert db.refresh_statistics() == []
+        with db.reading() as session:
+            analyzed = session.execute(
+                text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'inbox'")
+            ).scalar_one()
+        assert analyzed
+    finally:
+        db.dispose()
 
 
 def test_a_closed_phase_asks_only_the_units_that_have_not_reported(database_url: str) -> None:
