@@ -19,6 +19,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -255,11 +256,14 @@ class BatchConsumer:
             for record, envelope in run:
                 self._apply_one(uow, record, envelope, lambda u, e: _refuse_one(handler(u, [e]), e))
             return
+        applied: Counter[str] = Counter()
         for record, envelope in run:
             if envelope.id in refused:
                 self._dead_letter(uow, record, refused[envelope.id])
             else:
-                self.metrics.events_processed.labels(self.name, envelope.type).inc()
+                applied[envelope.type] += 1
+        for event_type, count in applied.items():
+            self.metrics.events_processed.labels(self.name, event_type).inc(count)
 
     def _apply_one(self, uow: UnitOfWork, record: Record, envelope: Envelope, handler: Handler) -> None:
         session = uow.session

@@ -166,85 +166,29 @@ def table_of(model: Any) -> sa.Table:
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (dicts with every column) in one statement, below the ORM, in order: for writing many
-    rows fast. On PostgreSQL the rows go as one array per column, unnested by the server (one statement,
-    not one per row)."""
-    if not rows:
-        return
-    connection = session.connection()
-    table = table_of(model)
-    if connection.dialect.name != "postgresql":
-        connection.execute(table.insert(), rows)
-        return
-    names = list(rows[0])
-    new, columns = _unnested(table, names, ordered=True)
-    query = sa.select(*columns).order_by(new.c.ordinality)
-    connection.execute(table.insert().from_select(names, query), _arrays(table, names, rows))
+    """Insert rows (dicts with every column) in one statement, below the ORM: for writing many rows fast."""
+    if rows:
+        session.connection().execute(table_of(model).insert(), rows)
 
 
 def update_rows(
     session: Session, model: Any, key: tuple[str, ...], rows: list[dict[str, Any]], *where: Any
 ) -> None:
     """Update rows found by their `key` columns (that match `where`) to the other values each dict holds,
-    in one statement, below the ORM. Of several dicts for one key, the last one counts."""
+    in one statement, below the ORM."""
     if not rows:
         return
-    connection = session.connection()
     table = table_of(model)
     changed = [name for name in rows[0] if name not in key]
-    if connection.dialect.name == "postgresql":
-        last = {tuple(row[name] for name in key): row for row in rows}
-        names = [*key, *changed]
-        _, columns = _unnested(table, names)
-        new = dict(zip(names, columns, strict=True))
-        statement = (
-            table.update()
-            .where(*(table.c[name] == new[name] for name in key), *where)
-            .values({name: new[name] for name in changed})
-        )
-        connection.execute(statement, _arrays(table, names, list(last.values())))
-        return
     statement = (
         table.update()
         .where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key), *where)
         .values({name: sa.bindparam(f"new_{name}") for name in changed})
     )
-    connection.execute(
+    session.connection().execute(
         statement,
         [{f"{'key' if name in key else 'new'}_{name}": value for name, value in row.items()} for row in rows],
     )
-
-
-def _unnested(table: sa.Table, names: list[str], ordered: bool = False) -> Any:
-    """PostgreSQL: rows given as one array parameter per column, as a table (`new`) of those columns.
-    JSON values go as text (a list would otherwise become a dimension of the array) and are cast back."""
-    arrays = [
-        sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(_array_type(table.c[name].type)))
-        for name in names
-    ]
-    ordinality = {"with_ordinality": "ordinality"} if ordered else {}
-    new = sa.func.unnest(*arrays).table_valued(*names, **ordinality).render_derived(name="new")
-    columns = [
-        sa.cast(new.c[name], table.c[name].type).label(name)
-        if isinstance(table.c[name].type, sa.JSON)
-        else new.c[name]
-        for name in names
-    ]
-    return new, columns
-
-
-def _array_type(column_type: Any) -> Any:
-    return sa.Text() if isinstance(column_type, sa.JSON) else column_type
-
-
-def _arrays(table: sa.Table, names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    arrays = {}
-    for name in names:
-        values = [row[name] for row in rows]
-        if isinstance(table.c[name].type, sa.JSON):
-            values = [json.dumps(value) for value in values]
-        arrays[f"rows_{name}"] = values
-    return arrays
 
 
 def make_engine(url: str, writes: bool = True) -> Engine:
@@ -273,11 +217,11 @@ def make_engine(url: str, writes: bool = True) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
         return engine
-    # Every statement is planned for its own parameters and the statistics of the moment: a plan kept from
-    # a prepared statement, made while a table was small, goes on scanning it whole once it is large.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args={"prepare_threshold": None}
-    )
+    # Every statement is planned for its own parameters and the statistics of the moment: a generic plan
+    # kept with a prepared statement, made while a table was small, goes on scanning it whole once it is
+    # large. (Statements are still prepared: parsed once per connection.)
+    options = {"options": "-c plan_cache_mode=force_custom_plan"}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=options)
 
 
 class UnitOfWork:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,8 +65,14 @@ def due_of(plan: PlanView, phase_seq: int) -> date | None:
     return date.fromisoformat(phase["report_due"]) if phase and phase.get("report_due") else None
 
 
-def indicators_of(plan: PlanView) -> list[Indicator]:
-    return [Indicator.model_validate(item) for item in plan.indicators]
+def indicators_of(plan: PlanView) -> tuple[Indicator, ...]:
+    """A plan's indicators (checked when the plan was issued), made once for each distinct set."""
+    return _indicators(tuple((item["code"], item["name"], item["kind"]) for item in plan.indicators))
+
+
+@lru_cache(maxsize=1024)
+def _indicators(items: tuple[tuple[str, str, str], ...]) -> tuple[Indicator, ...]:
+    return tuple(Indicator(code=code, name=name, kind=kind) for code, name, kind in items)
 
 
 TARGET_KEY = (ReportTarget.plan_id, ReportTarget.phase_seq, ReportTarget.unit_id)
@@ -564,11 +571,19 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     indicators = {plan_id: indicators_of(plan) for plan_id, plan in plans.items()}
     first: list[dict[str, Any]] = []  # units contributing for the first time
     moved: list[dict[str, Any]] = []  # units whose contribution changed
+    received: Counter[str] = Counter()  # reports counted for the first time, on time or late
+    dues: dict[tuple[str, int], date | None] = {}  # None: no such phase
     for plan_id, phase_seq, unit_id in sorted(keys):
         plan = plans.get(plan_id)
-        if plan is None or phase_of(plan, phase_seq) is None:
+        if plan is None:
             continue
-        due = due_of(plan, phase_seq) or date.max  # an undated phase has no reports yet, only expectations
+        if (plan_id, phase_seq) not in dues:
+            # An undated phase has no reports yet, only expectations.
+            known = phase_of(plan, phase_seq) is not None
+            dues[(plan_id, phase_seq)] = (due_of(plan, phase_seq) or date.max) if known else None
+        due = dues[(plan_id, phase_seq)]
+        if due is None:
+            continue
         versions = versions_of.get((plan_id, phase_seq, unit_id), [])
         expected = (plan_id, phase_seq, unit_id) in targets
         stored = contributions.get((plan_id, phase_seq, unit_id))
@@ -592,8 +607,11 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
             moved.append(
                 {"plan_id": plan_id, "phase_seq": phase_seq, "unit_id": unit_id, "applied": new.as_dict()}
             )
-        if metrics is not None and new.received and not old.received:
-            metrics.reports_received.labels("on_time" if new.on_time else "late").inc()
+        if new.received and not old.received:
+            received["on_time" if new.on_time else "late"] += 1
+    if metrics is not None:
+        for timing, count in received.items():
+            metrics.reports_received.labels(timing).inc(count)
     insert_rows(session, UnitContribution, first)
     update_rows(session, UnitContribution, REPORT_KEY, moved)
     changed = totals.apply(session)

@@ -357,8 +357,8 @@ def test_threads_of_a_service_write_in_turn_and_lose_nothing(database_url: str) 
 
 
 def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(database_url: str) -> None:
-    """Bulk writes (one statement for many rows: arrays unnested on PostgreSQL) keep the rows' order, give
-    back JSON and bytes as written, and of two changes to one row keep the last, where `where` allows."""
+    """Bulk writes (one statement for many rows, below the ORM) keep the rows' order, give back JSON and
+    bytes as written, and of two changes to one row keep the last, where `where` allows."""
     db = Database(database_url.format(service="plans"), source="/test", prefix="t", clock=ManualClock(NOW))
     upgrade(db.engine, DEFINITIONS["plans"].migrations)
     headers = [["ce_id", "x"], ["ce_unit", 'Liên đoàn "quận" 1']]
