@@ -165,6 +165,7 @@ class Runtime:
             max_records=self.settings.consumer_batch_size,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             max_partition_fetch_bytes=self.settings.consumer_partition_fetch_bytes,
+            fetch_max_bytes=self.settings.consumer_fetch_bytes,
             auto_offset_reset="earliest",
             session_timeout_ms=self.settings.consumer_session_timeout_ms,
             heartbeat_interval_ms=max(100, self.settings.consumer_session_timeout_ms // 10),

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     consumer_batch_timeout_ms: int = 100
     # How much of each partition a consumer fetches ahead at most: what a lagging consumer holds in memory.
     consumer_partition_fetch_bytes: int = 256 * 1024
+    # How much one fetch brings at most, all partitions together. Some Kafka-compatible brokers (tansu)
+    # pass over the per-partition limit: this one bounds what a lagging consumer holds on any broker.
+    consumer_fetch_bytes: int = 4 * 1024 * 1024
     # A new consumer gets its partitions after about half of this (6000 is the least Kafka allows).
     consumer_session_timeout_ms: int = 10_000
     # How soon clients notice topics that changed (recreated after a broker lost its data).

@@ -51,6 +51,7 @@ TEMPLATES = Environment(
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # plain-text mail
+    auto_reload=False,  # the templates ship with the service: not looked at again for every message
 )
 CLAIM = timedelta(minutes=5)  # a delivery being sent is someone's for this long
 DISPATCH_BATCH = 200

@@ -57,7 +57,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import Database, UnitOfWork, columns_in, insert_rows, rows_in
+from shared.storage import Database, UnitOfWork, columns_in, insert_rows, rows_in, update_rows
 
 
 class PhaseDraft(BaseModel):
@@ -150,6 +150,12 @@ def children_on(session: Session, unit_id: str, on: date) -> list[OrgUnitVersion
             .order_by(col(OrgUnitVersion.unit_id))
         ).all()
     )
+
+
+def has_children_on(session: Session, unit_id: str, on: date) -> bool:
+    """Whether any unit is directly below `unit_id` on a day."""
+    below = select(OrgUnitVersion.unit_id).where(OrgUnitVersion.parent_id == unit_id, *in_force_on(on))
+    return session.exec(below.limit(1)).first() is not None
 
 
 def subtree(session: Session, unit_id: str, on: date) -> list[str]:
@@ -466,15 +472,13 @@ def check_recipients(session: Session, issuer_id: str, recipients: list[Recipien
             raise FieldError(field, recipient.unit_id, f"a unit above {issuer_id}: a plan is reported upward")
 
 
-def acknowledgement_error(
-    plan: Plan | None, target: PlanTarget | None, plan_id: str, unit_id: str
-) -> FieldError | None:
-    """Why a unit may not acknowledge a plan (None when it may)."""
+def acknowledgement_error(plan: Plan | None, sent: bool, plan_id: str, unit_id: str) -> FieldError | None:
+    """Why a unit may not acknowledge a plan (None when it may); `sent`: the plan was sent to the unit."""
     if plan is None:
         return FieldError("plan_id", plan_id, "a plan known to this federation")
     if plan.status not in LIVE:
         return FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
-    if target is None:
+    if not sent:
         return FieldError("unit_id", unit_id, "a unit the plan was sent to")
     return None
 
@@ -484,7 +488,7 @@ def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
     already had."""
     plan = uow.session.get(Plan, plan_id)
     target = uow.session.get(PlanTarget, (plan_id, unit_id))
-    error = acknowledgement_error(plan, target, plan_id, unit_id)
+    error = acknowledgement_error(plan, target is not None, plan_id, unit_id)
     if error:
         raise error
     assert plan is not None and target is not None
@@ -552,7 +556,7 @@ def derive_and_issue(
     ).first():
         return
     parent = session.get(Plan, parent_id)
-    if parent is None or not children_on(session, unit_id, parent.issued_on):
+    if parent is None or not has_children_on(session, unit_id, parent.issued_on):
         return
     draft = derived_draft(session, parent_id, unit_id, settings)
     issue_plan(uow, draft, causation=cause, consolidation_days=settings.min_consolidation_days)
@@ -596,10 +600,13 @@ def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
     plan = session.get(Plan, plan_id)
     if plan is None:
         raise FieldError("plan_id", plan_id, "a plan known to this registry")
+    # The campaign's plans as (id, lineage) columns: an officer's dashboard polls this while it cascades.
     cascade = [
-        other.id
-        for other in session.exec(select(Plan).where(Plan.campaign_id == plan.campaign_id))
-        if other.id == plan_id or any(ref["plan_id"] == plan_id for ref in other.lineage)
+        other_id
+        for other_id, lineage in session.execute(
+            sa.select(Plan.id, Plan.lineage).where(Plan.campaign_id == plan.campaign_id)
+        )
+        if other_id == plan_id or any(ref["plan_id"] == plan_id for ref in lineage)
     ]
     sent, deployed = session.exec(
         select(sa.func.count(), sa.func.count(col(PlanTarget.acknowledged_at))).where(
@@ -896,28 +903,35 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     acks = [envelope.data for envelope in envelopes]
     plans = {plan.id: plan for plan in rows_in(session, Plan.id, [ack.plan_id for ack in acks])}  # type: ignore[attr-defined]
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
-    targets = {
-        (target.plan_id, target.unit_id): target
-        for target in rows_in(session, (PlanTarget.plan_id, PlanTarget.unit_id), keys)
+    target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
+    acknowledged = {
+        (plan_id, unit_id): at is not None
+        for plan_id, unit_id, at in columns_in(
+            session, (*target_key, PlanTarget.acknowledged_at), target_key, keys
+        )
     }
     refused: dict[str, EventRejected] = {}
     now = uow.clock.now()
+    newly: set[tuple[str, str]] = set()
     for envelope in envelopes:
         ack = envelope.data
         assert isinstance(ack, PlanAcknowledged)
         plan = plans.get(ack.plan_id)
-        target = targets.get((ack.plan_id, ack.unit_id))
+        key = (ack.plan_id, ack.unit_id)
         if envelope.unit != ack.unit_id:
             refused[envelope.id] = EventRejected(
                 "unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}"
             )
         elif plan is None:
             continue  # a plan of another stack's subtree
-        elif error := acknowledgement_error(plan, target, ack.plan_id, ack.unit_id):
+        elif error := acknowledgement_error(plan, key in acknowledged, ack.plan_id, ack.unit_id):
             refused[envelope.id] = EventRejected("rule_violation", str(error))
-        elif target.acknowledged_at is None:
-            target.acknowledged_at = now
-            session.add(target)
+        elif not acknowledged[key]:
+            newly.add(key)
+    rows = [
+        {"plan_id": plan_id, "unit_id": unit_id, "acknowledged_at": now} for plan_id, unit_id in sorted(newly)
+    ]
+    update_rows(session, PlanTarget, ("plan_id", "unit_id"), rows, col(PlanTarget.acknowledged_at).is_(None))
     return refused
 
 

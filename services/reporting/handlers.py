@@ -84,6 +84,15 @@ def plans_by_id(session: Session, plan_ids: Iterable[str]) -> dict[str, PlanView
     return {plan.plan_id: plan for plan in rows_in(session, PlanView.plan_id, plan_ids)}
 
 
+def batch_plans(uow: UnitOfWork, plan_ids: Iterable[str]) -> dict[str, PlanView]:
+    """The plans a batch's reports are on, each read once per batch: the batch's later steps get the same
+    objects, and so see what its handlers change in them (a plan amended or revoked)."""
+    read: dict[str, PlanView] = uow.batch.setdefault("reporting.plans", {})
+    wanted = set(plan_ids)
+    read.update(plans_by_id(uow.session, sorted(wanted - read.keys())))
+    return {plan_id: read[plan_id] for plan_id in wanted if plan_id in read}
+
+
 def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
     keys: set[ReportKey] = uow.batch.setdefault("reporting.dirty", set())
     return keys
@@ -293,10 +302,12 @@ class Known:
     kept: set[str] = field(default_factory=set)
 
     @classmethod
-    def read(cls, session: Session, reports: list[ReportSubmitted]) -> Known:
+    def read(
+        cls, session: Session, reports: list[ReportSubmitted], plans: dict[str, PlanView] | None = None
+    ) -> Known:
         known = cls()
         plan_ids = sorted({report.plan_id for report in reports})
-        known.plans = plans_by_id(session, plan_ids)
+        known.plans = plans_by_id(session, plan_ids) if plans is None else plans
         keys = {(report.plan_id, report.phase_seq, report.unit_id) for report in reports}
         known.targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
         above = {
@@ -444,7 +455,8 @@ def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, Even
     """
     session = uow.session
     reports = [envelope.data for envelope in envelopes]
-    known = Known.read(session, reports)  # type: ignore[arg-type]
+    plans = batch_plans(uow, {report.plan_id for report in reports})  # type: ignore[attr-defined]
+    known = Known.read(session, reports, plans)  # type: ignore[arg-type]
     refused = reports_for_others(envelopes)
     accepted: list[ReportSubmitted] = []
     for envelope in envelopes:
@@ -546,8 +558,7 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     """Recompute the contribution of every unit whose reports or targets changed, and move the
     aggregates by the difference. Reports whose plan is not known yet wait for it."""
     session = uow.session
-    plan_ids = sorted({plan_id for plan_id, _, _ in keys})
-    plans = plans_by_id(session, plan_ids)
+    plans = batch_plans(uow, {plan_id for plan_id, _, _ in keys})
     targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
     version_columns = (

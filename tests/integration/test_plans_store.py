@@ -21,17 +21,18 @@ from services.plans.handlers import (
     build_handlers,
     derived_draft,
     issue_plan,
+    record_acknowledgements,
     register,
     register_units,
     run_phase_scheduler,
     subtree_deployment,
 )
-from services.plans.models import Plan, PlanPhase
+from services.plans.models import Plan, PlanPhase, PlanTarget
 from services.runtime import DEFINITIONS, Runtime, create_app
 from shared.api import install_error_handlers
 from shared.clock import ManualClock
 from shared.errors import FieldError
-from shared.events import Level, OrgUnit, from_kafka
+from shared.events import Envelope, Level, OrgUnit, PlanAcknowledged, from_kafka
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.service import ServiceContext
@@ -352,6 +353,41 @@ def test_a_plan_cascades_three_levels_with_earlier_deadlines_deployment_and_regi
         assert (error.value.field, error.value.value) == ("unit_id", "hn")
     finally:
         db.dispose()
+
+
+def test_acknowledgements_from_the_units_systems_are_kept_once_and_the_wrong_ones_refused(
+    db: Database,
+) -> None:
+    with db.transaction() as uow:
+        plan_id = issue_plan(uow, plan()).plan_id  # sent to the districts lb and hk
+
+    def ack(sender: str, unit_id: str, plan: str = plan_id) -> Envelope:
+        event = PlanAcknowledged(plan_id=plan, unit_id=unit_id, acknowledged_at=db.clock.now())
+        return Envelope.wrap(event, source="/ioffice", unit=sender, time=db.clock.now())
+
+    def acknowledged() -> dict[str, datetime | None]:
+        with db.reading() as session:
+            targets = session.exec(select(PlanTarget).where(PlanTarget.plan_id == plan_id))
+            return {t.unit_id: t.acknowledged_at and t.acknowledged_at.replace(tzinfo=UTC) for t in targets}
+
+    first = [ack("lb", "lb"), ack("lb", "lb"), ack("lb", "hk"), ack("lb-1", "lb-1"), ack("hk", "hk", "nope")]
+    with db.transaction() as uow:
+        refused = record_acknowledgements(uow, first)
+    assert {event_id: rejection.reason for event_id, rejection in refused.items()} == {
+        first[2].id: "unauthorized",  # lb acknowledging for hk
+        first[3].id: "rule_violation",  # lb-1 was not sent the plan
+    }  # a plan of another registry's subtree is passed over, not refused
+    assert "lb-1" in str(refused[first[3].id])
+    assert acknowledged() == {"lb": datetime(2023, 2, 20, tzinfo=UTC), "hk": None}
+
+    db.clock.set(datetime(2023, 2, 22, tzinfo=UTC))  # type: ignore[attr-defined]
+    with db.transaction() as uow:
+        assert record_acknowledgements(uow, [ack("lb", "lb"), ack("hk", "hk")]) == {}
+    # The first acknowledgement stands: a unit's system sending it again changes nothing.
+    assert acknowledged() == {
+        "lb": datetime(2023, 2, 20, tzinfo=UTC),
+        "hk": datetime(2023, 2, 22, tzinfo=UTC),
+    }
 
 
 # ------------------------------------------------------------------ drafts
