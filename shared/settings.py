@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     consumer_partition_fetch_bytes: int = 256 * 1024
     # How much one fetch brings at most, all partitions together. Some Kafka-compatible brokers (tansu)
     # pass over the per-partition limit: this one bounds what a lagging consumer holds on any broker.
-    consumer_fetch_bytes: int = 4 * 1024 * 1024
+    consumer_fetch_bytes: int = 1024 * 1024
     # A new consumer gets its partitions after about half of this (6000 is the least Kafka allows).
     consumer_session_timeout_ms: int = 10_000
     # How soon clients notice topics that changed (recreated after a broker lost its data).
