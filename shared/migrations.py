@@ -132,6 +132,10 @@ def index_unpublished_outbox_rows() -> None:
     )
 
 
+def drop_unpublished_outbox_index() -> None:
+    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+
+
 def drop_plumbing_tables() -> None:
     for table in reversed(PLUMBING_TABLES):
         op.drop_table(table)

@@ -472,12 +472,13 @@ def check_recipients(session: Session, issuer_id: str, recipients: list[Recipien
             raise FieldError(field, recipient.unit_id, f"a unit above {issuer_id}: a plan is reported upward")
 
 
-def acknowledgement_error(plan: Plan | None, sent: bool, plan_id: str, unit_id: str) -> FieldError | None:
-    """Why a unit may not acknowledge a plan (None when it may); `sent`: the plan was sent to the unit."""
-    if plan is None:
+def acknowledgement_error(status: str | None, sent: bool, plan_id: str, unit_id: str) -> FieldError | None:
+    """Why a unit may not acknowledge a plan (None when it may), from the plan's status (None: no such
+    plan) and whether the plan was sent to the unit."""
+    if status is None:
         return FieldError("plan_id", plan_id, "a plan known to this federation")
-    if plan.status not in LIVE:
-        return FieldError("plan_id", plan_id, f"a plan in force (this one is {plan.status})")
+    if status not in LIVE:
+        return FieldError("plan_id", plan_id, f"a plan in force (this one is {status})")
     if not sent:
         return FieldError("unit_id", unit_id, "a unit the plan was sent to")
     return None
@@ -488,7 +489,7 @@ def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
     already had."""
     plan = uow.session.get(Plan, plan_id)
     target = uow.session.get(PlanTarget, (plan_id, unit_id))
-    error = acknowledgement_error(plan, target is not None, plan_id, unit_id)
+    error = acknowledgement_error(plan and plan.status, target is not None, plan_id, unit_id)
     if error:
         raise error
     assert plan is not None and target is not None
@@ -901,7 +902,7 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     refused ones: for another unit, for a plan no longer in force, or from a unit it was not sent to."""
     session = uow.session
     acks = [envelope.data for envelope in envelopes]
-    plans = {plan.id: plan for plan in rows_in(session, Plan.id, [ack.plan_id for ack in acks])}  # type: ignore[attr-defined]
+    status = dict(columns_in(session, (Plan.id, Plan.status), Plan.id, [ack.plan_id for ack in acks]))  # type: ignore[attr-defined]
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
     target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
     acknowledged = {
@@ -916,15 +917,16 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     for envelope in envelopes:
         ack = envelope.data
         assert isinstance(ack, PlanAcknowledged)
-        plan = plans.get(ack.plan_id)
         key = (ack.plan_id, ack.unit_id)
         if envelope.unit != ack.unit_id:
             refused[envelope.id] = EventRejected(
                 "unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}"
             )
-        elif plan is None:
+        elif ack.plan_id not in status:
             continue  # a plan of another stack's subtree
-        elif error := acknowledgement_error(plan, key in acknowledged, ack.plan_id, ack.unit_id):
+        elif error := acknowledgement_error(
+            status[ack.plan_id], key in acknowledged, ack.plan_id, ack.unit_id
+        ):
             refused[envelope.id] = EventRejected("rule_violation", str(error))
         elif not acknowledged[key]:
             newly.add(key)

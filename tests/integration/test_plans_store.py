@@ -24,6 +24,7 @@ from services.plans.handlers import (
     record_acknowledgements,
     register,
     register_units,
+    revoke_plan,
     run_phase_scheduler,
     subtree_deployment,
 )
@@ -388,6 +389,13 @@ def test_acknowledgements_from_the_units_systems_are_kept_once_and_the_wrong_one
         "lb": datetime(2023, 2, 20, tzinfo=UTC),
         "hk": datetime(2023, 2, 22, tzinfo=UTC),
     }
+
+    with db.transaction() as uow:
+        revoke_plan(uow, plan_id, "thay bằng kế hoạch khác")
+    late = ack("hk", "hk")
+    with db.transaction() as uow:
+        refused = record_acknowledgements(uow, [late])
+    assert refused[late.id].reason == "rule_violation" and "this one is revoked" in str(refused[late.id])
 
 
 # ------------------------------------------------------------------ drafts

@@ -6,9 +6,7 @@ Revises: 0002
 
 from collections.abc import Sequence
 
-from alembic import op
-
-from shared.migrations import index_unpublished_outbox_rows
+from shared.migrations import drop_unpublished_outbox_index, index_unpublished_outbox_rows
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -21,4 +19,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_unpublished", table_name="outbox")
+    drop_unpublished_outbox_index()
