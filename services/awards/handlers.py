@@ -505,11 +505,21 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         session = uow.session
         refused = reports_for_others(envelopes)
         reports = [envelope.data for envelope in envelopes if envelope.id not in refused]
-        plans = {p.plan_id: p for p in rows_in(session, AwardPlan.plan_id, [r.plan_id for r in reports])}  # type: ignore[attr-defined]
+        plan_ids = {report.plan_id for report in reports}  # type: ignore[attr-defined]
+        # Each plan's campaign and phases, read as columns (not its list of target units), and each
+        # phase's due date worked out once for the batch.
+        plan_columns = (AwardPlan.plan_id, AwardPlan.campaign_id, AwardPlan.phases)
+        campaign_of: dict[str, str] = {}
+        due_of: dict[tuple[str, int], date | None] = {}
+        for plan_id, campaign_id, phases in columns_in(session, plan_columns, AwardPlan.plan_id, plan_ids):
+            campaign_of[plan_id] = campaign_id
+            for phase in phases:
+                due = phase.get("report_due")
+                due_of[(plan_id, phase["seq"])] = date.fromisoformat(due) if due else None
         keys = {
-            (plans[r.plan_id].campaign_id, r.unit_id, r.phase_seq)  # type: ignore[attr-defined]
+            (campaign_of[r.plan_id], r.unit_id, r.phase_seq)  # type: ignore[attr-defined]
             for r in reports
-            if r.plan_id in plans  # type: ignore[attr-defined]
+            if r.plan_id in campaign_of  # type: ignore[attr-defined]
         }
         record_key = (ReportRecord.campaign_id, ReportRecord.unit_id, ReportRecord.phase_seq)
         first_sent = {
@@ -522,14 +532,13 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
         earlier: dict[tuple[str, str, int], dict[str, Any]] = {}  # what the batch changes, by key
         for report in reports:
             assert isinstance(report, ReportSubmitted)
-            plan = plans.get(report.plan_id)
-            if plan is None:
+            if report.plan_id not in campaign_of:
                 continue
-            due = next((p.get("report_due") for p in plan.phases if p["seq"] == report.phase_seq), None)
-            key = (plan.campaign_id, report.unit_id, report.phase_seq)
+            key = (campaign_of[report.plan_id], report.unit_id, report.phase_seq)
             if key in first_sent and first_sent[key] <= report.submitted_at:
                 continue
-            on_time = bool(due) and report.submitted_at.astimezone(LOCAL_TZ).date() <= date.fromisoformat(due)
+            due = due_of.get((report.plan_id, report.phase_seq))
+            on_time = due is not None and report.submitted_at.astimezone(LOCAL_TZ).date() <= due
             earlier[key] = {"on_time": on_time, "first_submitted_at": report.submitted_at}
             first_sent[key] = report.submitted_at
         names = ("campaign_id", "unit_id", "phase_seq")

@@ -43,7 +43,7 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import UnitOfWork, insert_rows, rows_in, update_rows
+from shared.storage import UnitOfWork, columns_in, insert_rows, rows_in, update_rows
 
 log = logging.getLogger(__name__)
 TEMPLATES = Environment(
@@ -166,15 +166,31 @@ def preference(session: Session, unit_id: str, settings: Settings) -> Preference
     return session.get(Preference, unit_id) or Preference(unit_id=unit_id, digest=settings.reminder_digest)
 
 
+@dataclass(frozen=True)
+class Reach:
+    """How a unit is reached: what queueing a message to it asks of its contact."""
+
+    name: str
+    email: str | None
+    has_ioffice: bool
+
+    @classmethod
+    def of(cls, contact: Contact | None) -> Reach | None:
+        return cls(contact.name, contact.email, contact.has_ioffice) if contact else None
+
+
+REACH_COLUMNS = (Contact.unit_id, Contact.name, Contact.email, Contact.has_ioffice)
+
+
 @dataclass
 class Known:
     """What queueing a fan-out needs, read for all its recipients at once (an event to 200 units is a few
     queries, not 600): their contacts and preferences, which deliveries exist already, and the plans."""
 
-    contacts: dict[str, Contact | None]
+    contacts: dict[str, Reach | None]
     preferences: dict[str, Preference | None]
-    checked: set[str]  # delivery ids looked up
-    existing: set[str]  # delivery ids that exist
+    trigger_id: str  # the event whose deliveries were all read
+    existing: set[str]  # the ids of its deliveries
     copies: dict[str, PlanCopy | None]
     queued: list[dict[str, Any]] = field(default_factory=list)  # deliveries not written yet
 
@@ -183,15 +199,17 @@ class Known:
             self.copies[plan_id] = session.get(PlanCopy, plan_id)
         return self.copies[plan_id]
 
-    def contact(self, session: Session, unit_id: str) -> Contact | None:
-        return self.contacts[unit_id] if unit_id in self.contacts else session.get(Contact, unit_id)
+    def contact(self, session: Session, unit_id: str) -> Reach | None:
+        if unit_id in self.contacts:
+            return self.contacts[unit_id]
+        return Reach.of(session.get(Contact, unit_id))
 
     def preference(self, session: Session, unit_id: str, settings: Settings) -> Preference:
         found = self.preferences[unit_id] if unit_id in self.preferences else session.get(Preference, unit_id)
         return found or Preference(unit_id=unit_id, digest=settings.reminder_digest)
 
-    def exists(self, session: Session, delivery_id: str) -> bool:
-        if delivery_id in self.checked:
+    def exists(self, session: Session, trigger_id: str, delivery_id: str) -> bool:
+        if trigger_id == self.trigger_id:
             return delivery_id in self.existing
         return session.get(Delivery, delivery_id) is not None
 
@@ -215,14 +233,17 @@ def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Know
     """Read, in a few queries, what queueing `messages` for `trigger_id` will ask about."""
     session = uow.session
     units = {message.recipient_unit_id for message in messages}
-    contacts = {c.unit_id: c for c in rows_in(session, Contact.unit_id, units)}
+    contacts = {
+        unit_id: Reach(name, email, has_ioffice)
+        for unit_id, name, email, has_ioffice in columns_in(session, REACH_COLUMNS, Contact.unit_id, units)
+    }
     preferences = {p.unit_id: p for p in rows_in(session, Preference.unit_id, units)}
-    ids = {domain.delivery_id(trigger_id, unit, channel.value) for unit in units for channel in Channel}
-    existing = {d.id for d in rows_in(session, Delivery.id, ids)}
+    # The trigger's deliveries, found through the once-per-recipient-and-channel key it leads.
+    existing = set(session.exec(select(Delivery.id).where(Delivery.trigger_event_id == trigger_id)))
     return Known(
         contacts={unit: contacts.get(unit) for unit in units},
         preferences={unit: preferences.get(unit) for unit in units},
-        checked=ids,
+        trigger_id=trigger_id,
         existing=existing,
         copies={},
     )
@@ -280,15 +301,15 @@ def queue_on(
     trigger_type: str,
     message: Message,
     channel: str,
-    contact: Contact | None,
+    contact: Reach | None,
     body: str | None,
     known: Known,
 ) -> dict[str, Any] | None:
     key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
-    if known.exists(uow.session, key):
+    if known.exists(uow.session, trigger_id, key):
         return None
-    known.checked.add(key)
-    known.existing.add(key)
+    if trigger_id == known.trigger_id:
+        known.existing.add(key)
     now = uow.clock.now()
     wait = None
     if message.kind in domain.REMINDER_KINDS:

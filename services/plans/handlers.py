@@ -651,6 +651,7 @@ def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
 # ------------------------------------------------------------------ milestones and the plan's life
 
 LIVE = ("issued", "amended")
+SCHEDULER_BATCH = 200  # phase events claimed and written per transaction
 
 
 def live_plan(session: Session, plan_id: str) -> Plan:
@@ -956,32 +957,45 @@ def run_phase_scheduler(ctx: ServiceContext) -> int:
                     sa.and_(col(PlanPhase.closed_at).is_(None), col(PlanPhase.end) < today),
                 )
             )
+            .order_by(col(PlanPhase.plan_id), col(PlanPhase.seq))  # every instance claims in one order
         ).all()
     emitted = 0
     lag = 0.0
     due_on = {(p.plan_id, p.seq): (p.start, (p.end or p.start) + timedelta(days=1)) for p in candidates}
-    for moment in domain.phase_events_due(candidates, today):
+    moments = domain.phase_events_due(candidates, today)
+    for start in range(0, len(moments), SCHEDULER_BATCH):
+        part = moments[start : start + SCHEDULER_BATCH]
         with ctx.db.transaction() as uow:
-            column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
+            issuers = {
+                plan_id: (issuer, campaign)
+                for plan_id, issuer, campaign in columns_in(
+                    uow.session,
+                    (Plan.id, Plan.issuer_unit_id, Plan.campaign_id),
+                    Plan.id,
+                    {moment.plan_id for moment in part},
+                )
+            }
             now = uow.clock.now()
-            claimed = uow.session.execute(
-                sa.update(PlanPhase)
-                .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
-                .where(col(column).is_(None))
-                .values({column.key: now})  # type: ignore[union-attr]
-            ).rowcount  # type: ignore[attr-defined]
-            if not claimed:
-                continue
-            plan = uow.session.get(Plan, moment.plan_id)
-            assert plan is not None
-            event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
-            uow.publish(
-                event_type(plan_id=plan.id, phase_seq=moment.seq, at=now),
-                unit=plan.issuer_unit_id,
-                correlation_id=plan.campaign_id,
-            )
-            emitted += 1
-            opens, closes = due_on[(moment.plan_id, moment.seq)]
-            lag = max(lag, (now - local_midnight(opens if moment.kind == "open" else closes)).total_seconds())
+            for moment in part:
+                column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
+                claimed = uow.session.execute(
+                    sa.update(PlanPhase)
+                    .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
+                    .where(col(column).is_(None))
+                    .values({column.key: now})  # type: ignore[union-attr]
+                ).rowcount  # type: ignore[attr-defined]
+                if not claimed:
+                    continue  # another instance wrote it first
+                issuer, campaign = issuers[moment.plan_id]
+                event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
+                uow.publish(
+                    event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
+                    unit=issuer,
+                    correlation_id=campaign,
+                )
+                emitted += 1
+                opens, closes = due_on[(moment.plan_id, moment.seq)]
+                moment_day = opens if moment.kind == "open" else closes
+                lag = max(lag, (now - local_midnight(moment_day)).total_seconds())
     ctx.metrics.scheduler_lag.labels(ctx.name).set(lag)
     return emitted

@@ -48,7 +48,16 @@ from shared.events import (
 )
 from shared.metrics import Metrics
 from shared.service import ServiceContext
-from shared.storage import UnitOfWork, chunks, columns_in, insert_rows, rows_in, update_rows, utc
+from shared.storage import (
+    UnitOfWork,
+    chunks,
+    columns_in,
+    delete_rows,
+    insert_rows,
+    rows_in,
+    update_rows,
+    utc,
+)
 
 ReportKey = tuple[str, int, str]  # plan, phase, unit
 AggregateKey = tuple[str, int, str]  # campaign, phase, unit
@@ -75,9 +84,16 @@ def _indicators(items: tuple[tuple[str, str, str], ...]) -> tuple[Indicator, ...
     return tuple(Indicator(code=code, name=name, kind=kind) for code, name, kind in items)
 
 
+REPORT_KEY = ("plan_id", "phase_seq", "unit_id")  # the key columns of reviews and contributions
 TARGET_KEY = (ReportTarget.plan_id, ReportTarget.phase_seq, ReportTarget.unit_id)
 VERSION_KEY = (ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.unit_id)
 CONTRIBUTION_KEY = (UnitContribution.plan_id, UnitContribution.phase_seq, UnitContribution.unit_id)
+RECIPIENT_COLUMNS = (PlanRecipient.plan_id, PlanRecipient.unit_id)
+PARENT_COLUMNS = (UnitParent.unit_id, UnitParent.valid_from, UnitParent.parent_id)
+AGGREGATE_KEY = ("campaign_id", "phase_seq", "unit_id")
+AGGREGATE_COLUMNS = tuple(
+    getattr(Aggregate, name) for name in (*AGGREGATE_KEY, "parent_unit_id", *domain.COUNTERS, "figures")
+)
 
 
 def plans_by_id(session: Session, plan_ids: Iterable[str]) -> dict[str, PlanView]:
@@ -101,7 +117,7 @@ def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
 # ------------------------------------------------------------------ who reports where
 
 
-def parent_from(history: list[UnitParent], day: date) -> str | None:
+def parent_from(history: list[Any], day: date) -> str | None:
     """The unit's parent on a day, from its known parents by the day each took effect (None when reporting
     has not heard of it yet)."""
     known = [row for row in history if row.valid_from <= day]
@@ -114,8 +130,8 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
     Whatever the number of units, this reads in a few set-based queries."""
     session = uow.session
     sent_to: dict[str, list[str]] = defaultdict(list)
-    for recipient in rows_in(session, PlanRecipient.unit_id, units):
-        sent_to[recipient.unit_id].append(recipient.plan_id)
+    for plan_id, unit_id in columns_in(session, RECIPIENT_COLUMNS, PlanRecipient.unit_id, units):
+        sent_to[unit_id].append(plan_id)
     if not sent_to:
         return
     plans = plans_by_id(session, {plan_id for sent in sent_to.values() for plan_id in sent})
@@ -130,13 +146,17 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
         ).all()
         level[(campaign_id, parent_plan_id)] = {s.issuer_unit_id: s for s in siblings if not s.revoked}
     history: dict[str, list[UnitParent]] = defaultdict(list)
-    for row in rows_in(session, UnitParent.unit_id, sent_to):
+    for row in columns_in(session, PARENT_COLUMNS, UnitParent.unit_id, sent_to):
         history[row.unit_id].append(row)
-    level_plans = sorted({s.plan_id for siblings in level.values() for s in siblings.values()})
-    stored: dict[str, dict[ReportKey, ReportTarget]] = defaultdict(dict)
-    for t in rows_in(session, ReportTarget.unit_id, sent_to, col(ReportTarget.plan_id).in_(level_plans)):
-        stored[t.unit_id][(t.plan_id, t.phase_seq, t.unit_id)] = t
+    level_plans = {s.plan_id for siblings in level.values() for s in siblings.values()}
+    # Found by unit (a few targets each) and kept to the level's plans here: asked for both at once, a
+    # database may walk every target of the level's plans instead.
+    stored: dict[str, set[ReportKey]] = defaultdict(set)
+    for key in columns_in(session, TARGET_KEY, ReportTarget.unit_id, sent_to):
+        if key[0] in level_plans:
+            stored[key[2]].add(tuple(key))
     added: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
     for unit_id in sorted(sent_to):
         wanted: set[ReportKey] = set()
         siblings_seen: set[str] = set()
@@ -152,11 +172,10 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
                 if host is not None:
                     wanted.add((host.plan_id, phase["seq"], unit_id))
         current = {key for key in stored[unit_id] if key[0] in siblings_seen}
-        for key in current - wanted:
-            session.delete(stored[unit_id][key])
-        added.extend({"plan_id": p, "phase_seq": seq, "unit_id": u} for p, seq, u in wanted - current)
+        dropped.extend(dict(zip(REPORT_KEY, key, strict=True)) for key in sorted(current - wanted))
+        added.extend(dict(zip(REPORT_KEY, key, strict=True)) for key in sorted(wanted - current))
         dirty_keys(uow).update(current ^ wanted)
-    session.flush()
+    delete_rows(session, ReportTarget, REPORT_KEY, dropped)
     insert_rows(session, ReportTarget, added)
 
 
@@ -222,9 +241,8 @@ def record_plan(uow: UnitOfWork, plan: PlanIssued) -> None:
         )
     )
     recipients = {target.unit_id for target in plan.targets if target.level == Level.grassroots}
-    for unit_id in sorted(recipients):
-        session.add(PlanRecipient(plan_id=plan.plan_id, unit_id=unit_id))
     session.flush()
+    insert_rows(session, PlanRecipient, [{"plan_id": plan.plan_id, "unit_id": u} for u in sorted(recipients)])
     # A new plan of the level changes where its recipients report, and where units that were (or will be)
     # below its issuer report: the units whose parent on a phase's start is the issuer.
     below_issuer = session.exec(
@@ -287,7 +305,6 @@ class Standing:
     by_unit_id: str | None
 
 
-REPORT_KEY = ("plan_id", "phase_seq", "unit_id")  # the key columns of reviews and contributions
 REVIEW_KEY = (Review.plan_id, Review.phase_seq, Review.unit_id)
 
 
@@ -523,35 +540,53 @@ class Totals:
             for name, change in delta.items():
                 self.changes[key][name] += change
 
-    def apply(self, session: Session) -> list[AggregateKey]:
+    def apply(self, session: Session) -> dict[AggregateKey, dict[str, Any]]:
+        """Move the aggregates by the summed changes, below the ORM: each changed aggregate is read once
+        (locked, in key order) and written with the others in one update and one insert. Returns each
+        changed aggregate as it now stands."""
         changed = sorted(self.changes)
-        rows: dict[AggregateKey, Aggregate] = {}
+        stored: dict[AggregateKey, dict[str, Any]] = {}
         for campaign_id in sorted({key[0] for key in changed}):
             for part in chunks(sorted({key[2] for key in changed if key[0] == campaign_id})):
-                for row in session.exec(
-                    select(Aggregate)
+                query = (
+                    sa.select(*AGGREGATE_COLUMNS)
                     .where(Aggregate.campaign_id == campaign_id, col(Aggregate.unit_id).in_(part))
                     .order_by(col(Aggregate.phase_seq), col(Aggregate.unit_id))
                     .with_for_update()
-                ):
-                    rows[(row.campaign_id, row.phase_seq, row.unit_id)] = row
-        for key in changed:
-            row = rows.get(key)
-            if row is None:
-                row = Aggregate(
-                    campaign_id=key[0], phase_seq=key[1], unit_id=key[2], parent_unit_id=self.parents[key]
                 )
-            figures = dict(row.figures)
+                for row in session.execute(query):
+                    stored[(row.campaign_id, row.phase_seq, row.unit_id)] = row._asdict()
+        now: dict[AggregateKey, dict[str, Any]] = {}
+        added: list[dict[str, Any]] = []
+        for key in changed:
+            row = stored.get(key)
+            if row is None:
+                row = dict(zip(AGGREGATE_KEY, key, strict=True)) | {"parent_unit_id": self.parents[key]}
+                row |= dict.fromkeys(domain.COUNTERS, 0) | {"figures": {}}
+                added.append(row)
+            figures = dict(row["figures"])
             for name, change in self.changes[key].items():
                 if name.startswith("figures."):
                     code = name.removeprefix("figures.")
                     figures[code] = figures.get(code, 0) + change
                 else:
-                    setattr(row, name, getattr(row, name) + change)
-            row.figures = figures
-            session.add(row)
+                    row[name] += change
+            row["figures"] = figures
+            now[key] = row
+        moved = [
+            {name: row[name] for name in (*AGGREGATE_KEY, *domain.COUNTERS, "figures")}
+            for key, row in now.items()
+            if key in stored
+        ]
+        update_rows(session, Aggregate, AGGREGATE_KEY, moved)
+        insert_rows(session, Aggregate, added)
+        # Aggregates this session read as objects before are read again when next asked for.
+        for key in changed:
+            loaded = session.identity_map.get(session.identity_key(Aggregate, key))
+            if loaded is not None:
+                session.expire(loaded)
         self.changes.clear()
-        return changed
+        return now
 
 
 def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metrics | None = None) -> None:
@@ -707,13 +742,12 @@ def consolidate(uow: UnitOfWork, plan: PlanView, phase_seq: int, automatic: bool
     return row
 
 
-def consolidate_complete(uow: UnitOfWork, changed: list[AggregateKey]) -> None:
+def consolidate_complete(uow: UnitOfWork, changed: dict[AggregateKey, dict[str, Any]]) -> None:
     """Consolidate automatically for every unit whose subtree has just become complete (or, complete
     already, changed): every expected report in, and nothing locked above."""
     session = uow.session
-    for campaign_id, phase_seq, unit_id in changed:
-        aggregate = session.get(Aggregate, (campaign_id, phase_seq, unit_id))
-        if aggregate is None or not aggregate.expected or aggregate.received != aggregate.expected:
+    for (campaign_id, phase_seq, unit_id), aggregate in changed.items():
+        if not aggregate["expected"] or aggregate["received"] != aggregate["expected"]:
             continue
         plan = session.exec(
             select(PlanView).where(PlanView.campaign_id == campaign_id, PlanView.issuer_unit_id == unit_id)
@@ -721,8 +755,8 @@ def consolidate_complete(uow: UnitOfWork, changed: list[AggregateKey]) -> None:
         if plan is None or plan.parent_plan_id is None:
             continue
         sent = session.get(Consolidation, (plan.parent_plan_id, phase_seq, unit_id))
-        current = {name: getattr(aggregate, name) for name in domain.COUNTERS}
-        if sent and sent.counts == current and sent.figures == aggregate.figures:
+        current = {name: aggregate[name] for name in domain.COUNTERS}
+        if sent and sent.counts == current and sent.figures == aggregate["figures"]:
             continue
         above = session.get(PlanView, plan.parent_plan_id)
         if above and lock_reason(session, above, phase_seq, unit_id):

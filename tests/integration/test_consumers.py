@@ -37,7 +37,15 @@ from shared.events import (
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.settings import Settings
-from shared.storage import Database, InboxRecord, OutboxRecord, insert_rows, update_rows, writer_turn
+from shared.storage import (
+    Database,
+    InboxRecord,
+    OutboxRecord,
+    delete_rows,
+    insert_rows,
+    update_rows,
+    writer_turn,
+)
 from shared.topics import dlq_name, topic_name
 from tests.integration.helpers import api_client, eventually, produce, produce_events, read_topic
 
@@ -358,7 +366,8 @@ def test_threads_of_a_service_write_in_turn_and_lose_nothing(database_url: str) 
 
 def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(database_url: str) -> None:
     """Bulk writes (one statement for many rows, below the ORM) keep the rows' order, give back JSON and
-    bytes as written, and of two changes to one row keep the last, where `where` allows."""
+    bytes as written, of two changes to one row keep the last, where `where` allows, and delete exactly
+    the rows named by their key."""
     db = Database(database_url.format(service="plans"), source="/test", prefix="t", clock=ManualClock(NOW))
     upgrade(db.engine, DEFINITIONS["plans"].migrations)
     headers = [["ce_id", "x"], ["ce_unit", 'Liên đoàn "quận" 1']]
@@ -390,6 +399,12 @@ def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(
             (row["event_id"], row["headers"], row["payload"]) for row in rows
         ]
         assert [(r.partition, r.offset) for r in kept] == [(2, 7), (None, None), (None, None), (None, None)]
+        with db.transaction() as uow:
+            named = [{"seq": kept[1].seq}, {"seq": kept[3].seq}, {"seq": kept[3].seq + 100}]
+            delete_rows(uow.session, OutboxRecord, ("seq",), named)
+        with db.reading() as session:
+            left = session.exec(select(OutboxRecord.event_id).order_by(OutboxRecord.seq)).all()
+        assert left == ["e5", "e9"]
     finally:
         db.dispose()
 
