@@ -7,7 +7,6 @@ the events it causes.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
@@ -119,7 +119,7 @@ def _key_join(dialect: str, columns: tuple[Any, ...]) -> Any:
 def _key_parameters(dialect: str, columns: tuple[Any, ...], keys: list[tuple[Any, ...]]) -> dict[str, Any]:
     if dialect == "postgresql":
         return {f"keys_{c.key}": [key[n] for key in keys] for n, c in enumerate(columns)}
-    return {"keys": json.dumps(keys)}
+    return {"keys": json_text(keys)}
 
 
 def _lookups(session: Session, column: Any, values: Iterable[Any], query: Any) -> Iterator[Any]:
@@ -200,6 +200,15 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
     session.connection().execute(statement, [{f"key_{name}": row[name] for name in key} for row in rows])
 
 
+def json_text(value: Any) -> str:
+    """JSON as text, for JSON columns and key lookups (orjson: several times faster than the standard
+    library on the many small documents a batch writes and reads)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+JSON_CODEC = {"json_serializer": json_text, "json_deserializer": orjson.loads}
+
+
 def make_engine(url: str, writes: bool = True) -> Engine:
     """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints, and its
     writing transactions take the write lock at once (readers, with WAL, never wait for a writer)."""
@@ -207,7 +216,11 @@ def make_engine(url: str, writes: bool = True) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            **JSON_CODEC,
+        )
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -230,7 +243,14 @@ def make_engine(url: str, writes: bool = True) -> Engine:
     # kept with a prepared statement, made while a table was small, goes on scanning it whole once it is
     # large. (Statements are still prepared: parsed once per connection.)
     options = {"options": "-c plan_cache_mode=force_custom_plan"}
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=options)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        connect_args=options,
+        **JSON_CODEC,
+    )
 
 
 class UnitOfWork:

@@ -408,12 +408,13 @@ def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known)
     """Keep the versions not kept yet (in one insert), mark each unit's report submitted (in one insert
     and one update), and note the units for the end-of-batch refresh."""
     session, now = uow.session, uow.clock.now()
+    dirty = dirty_keys(uow)
     versions: list[dict[str, Any]] = []
     first: dict[ReportKey, dict[str, Any]] = {}  # reports the level above sees for the first time
     again: set[ReportKey] = set()
     for report in reports:
         key = (report.plan_id, report.phase_seq, report.unit_id)
-        dirty_keys(uow).add(key)
+        dirty.add(key)
         if report.report_id in known.kept:
             continue
         known.kept.add(report.report_id)
