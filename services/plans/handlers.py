@@ -651,7 +651,6 @@ def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
 # ------------------------------------------------------------------ milestones and the plan's life
 
 LIVE = ("issued", "amended")
-SCHEDULER_BATCH = 200  # phase events claimed and written per transaction
 
 
 def live_plan(session: Session, plan_id: str) -> Plan:
@@ -962,40 +961,31 @@ def run_phase_scheduler(ctx: ServiceContext) -> int:
     emitted = 0
     lag = 0.0
     due_on = {(p.plan_id, p.seq): (p.start, (p.end or p.start) + timedelta(days=1)) for p in candidates}
-    moments = domain.phase_events_due(candidates, today)
-    for start in range(0, len(moments), SCHEDULER_BATCH):
-        part = moments[start : start + SCHEDULER_BATCH]
+    plan_columns = (Plan.issuer_unit_id, Plan.campaign_id)
+    # One transaction per event: a phase event never holds the writer up for long.
+    for moment in domain.phase_events_due(candidates, today):
         with ctx.db.transaction() as uow:
-            issuers = {
-                plan_id: (issuer, campaign)
-                for plan_id, issuer, campaign in columns_in(
-                    uow.session,
-                    (Plan.id, Plan.issuer_unit_id, Plan.campaign_id),
-                    Plan.id,
-                    {moment.plan_id for moment in part},
-                )
-            }
+            column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
             now = uow.clock.now()
-            for moment in part:
-                column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
-                claimed = uow.session.execute(
-                    sa.update(PlanPhase)
-                    .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
-                    .where(col(column).is_(None))
-                    .values({column.key: now})  # type: ignore[union-attr]
-                ).rowcount  # type: ignore[attr-defined]
-                if not claimed:
-                    continue  # another instance wrote it first
-                issuer, campaign = issuers[moment.plan_id]
-                event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
-                uow.publish(
-                    event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
-                    unit=issuer,
-                    correlation_id=campaign,
-                )
-                emitted += 1
-                opens, closes = due_on[(moment.plan_id, moment.seq)]
-                moment_day = opens if moment.kind == "open" else closes
-                lag = max(lag, (now - local_midnight(moment_day)).total_seconds())
+            claimed = uow.session.execute(
+                sa.update(PlanPhase)
+                .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
+                .where(col(column).is_(None))
+                .values({column.key: now})  # type: ignore[union-attr]
+            ).rowcount  # type: ignore[attr-defined]
+            if not claimed:
+                continue  # another instance wrote it first
+            issuer, campaign = uow.session.execute(
+                sa.select(*plan_columns).where(col(Plan.id) == moment.plan_id)
+            ).one()
+            event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
+            uow.publish(
+                event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
+                unit=issuer,
+                correlation_id=campaign,
+            )
+            emitted += 1
+            opens, closes = due_on[(moment.plan_id, moment.seq)]
+            lag = max(lag, (now - local_midnight(opens if moment.kind == "open" else closes)).total_seconds())
     ctx.metrics.scheduler_lag.labels(ctx.name).set(lag)
     return emitted
