@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from sqlalchemy.engine import make_url
 
@@ -323,13 +324,23 @@ async def corrections_burst(
         campaign.figures[unit_id] = figures_of(values)
     rng.shuffle(records)
     before = {service: await asyncio.to_thread(dbs.inbox, service) for service in REPORT_CONSUMERS}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic_name(prefix, "reports"), v, k, headers=h) for k, v, h in records]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
+    for attempt in range(1, 4):
+        # The broker may still be settling after a restart: the whole burst is sent again, and the
+        # consumers' inboxes take each record once whatever is sent twice.
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(topic_name(prefix, "reports"), v, k, headers=h) for k, v, h in records
+            ]
+            await asyncio.gather(*sent)
+            break
+        except KafkaError:
+            if attempt == 3:
+                raise
+            await asyncio.sleep(1.0)
+        finally:
+            await producer.stop()
     tally.burst = len(records)
     at_kill = {service: await asyncio.to_thread(dbs.inbox, service) for service in REPORT_CONSUMERS}
 

@@ -409,6 +409,37 @@ def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(
         db.dispose()
 
 
+def test_json_columns_give_back_exactly_what_was_written(database_url: str) -> None:
+    """JSON columns are read fast, but never approximately: integers too long for 64 bits come back whole,
+    not as floats."""
+    db = Database(database_url.format(service="plans"), source="/test", prefix="t", clock=ManualClock(NOW))
+    upgrade(db.engine, DEFINITIONS["plans"].migrations)
+    documents = {
+        "long": [["below", -9223372036854775809], ["above", 10**30], ["max", 2**63 - 1]],
+        "usual": [["ratio", 0.1], ["count", 42], ["name", 'Liên đoàn "quận" 1'], ["none", None]],
+    }
+    rows = [
+        {
+            "event_id": name,
+            "topic": "t.plans",
+            "key": name,
+            "headers": headers,
+            "payload": b"",
+            "created_at": NOW,
+        }
+        for name, headers in documents.items()
+    ]
+    try:
+        with db.transaction() as uow:
+            insert_rows(uow.session, OutboxRecord, rows)
+        with db.reading() as session:
+            kept = dict(session.exec(select(OutboxRecord.event_id, OutboxRecord.headers)).all())
+        assert kept == documents
+        assert all(type(value) is int for _, value in kept["long"])
+    finally:
+        db.dispose()
+
+
 def test_tables_that_outgrow_their_statistics_are_analyzed(database_url: str) -> None:
     """PostgreSQL plans by each table's statistics: a table changed by many rows since it was last analyzed
     is analyzed again (at every tick), whether or not autovacuum runs. SQLite keeps none to refresh."""
