@@ -218,9 +218,6 @@ def json_value(text: str | bytes) -> Any:
     return json.loads(text)
 
 
-JSON_CODEC = {"json_deserializer": json_value}
-
-
 def make_engine(url: str, writes: bool = True) -> Engine:
     """An engine for a service database; SQLite gets WAL, a busy timeout and working savepoints, and its
     writing transactions take the write lock at once (readers, with WAL, never wait for a writer)."""
@@ -228,11 +225,8 @@ def make_engine(url: str, writes: bool = True) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            **JSON_CODEC,
-        )
+        connect = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, connect_args=connect, json_deserializer=json_value)
 
         @event.listens_for(engine, "connect")
         def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -261,7 +255,7 @@ def make_engine(url: str, writes: bool = True) -> Engine:
         pool_size=10,
         max_overflow=10,
         connect_args=options,
-        **JSON_CODEC,
+        json_deserializer=json_value,
     )
 
 

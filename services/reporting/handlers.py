@@ -145,7 +145,7 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
             )
         ).all()
         level[(campaign_id, parent_plan_id)] = {s.issuer_unit_id: s for s in siblings if not s.revoked}
-    history: dict[str, list[UnitParent]] = defaultdict(list)
+    history: dict[str, list[Any]] = defaultdict(list)  # (unit_id, valid_from, parent_id) rows
     for row in columns_in(session, PARENT_COLUMNS, UnitParent.unit_id, sent_to):
         history[row.unit_id].append(row)
     level_plans = {s.plan_id for siblings in level.values() for s in siblings.values()}
