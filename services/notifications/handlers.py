@@ -184,13 +184,13 @@ REACH_COLUMNS = (Contact.unit_id, Contact.name, Contact.email, Contact.has_ioffi
 
 @dataclass
 class Known:
-    """What queueing a fan-out needs, read for all its recipients at once (an event to 200 units is a few
-    queries, not 600): their contacts and preferences, which deliveries exist already, and the plans."""
+    """What queueing one event's fan-out needs, read for all its recipients at once (an event to 200 units
+    is a few queries, not 600): their contacts and preferences, which deliveries the event has already,
+    and the plans."""
 
     contacts: dict[str, Reach | None]
     preferences: dict[str, Preference | None]
-    trigger_id: str  # the event whose deliveries were all read
-    existing: set[str]  # the ids of its deliveries
+    existing: set[str]  # the ids of the deliveries the trigger has already
     copies: dict[str, PlanCopy | None]
     queued: list[dict[str, Any]] = field(default_factory=list)  # deliveries not written yet
 
@@ -207,11 +207,6 @@ class Known:
     def preference(self, session: Session, unit_id: str, settings: Settings) -> Preference:
         found = self.preferences[unit_id] if unit_id in self.preferences else session.get(Preference, unit_id)
         return found or Preference(unit_id=unit_id, digest=settings.reminder_digest)
-
-    def exists(self, session: Session, trigger_id: str, delivery_id: str) -> bool:
-        if trigger_id == self.trigger_id:
-            return delivery_id in self.existing
-        return session.get(Delivery, delivery_id) is not None
 
 
 def write_queued(uow: UnitOfWork, known: Known) -> None:
@@ -243,7 +238,6 @@ def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Know
     return Known(
         contacts={unit: contacts.get(unit) for unit in units},
         preferences={unit: preferences.get(unit) for unit in units},
-        trigger_id=trigger_id,
         existing=existing,
         copies={},
     )
@@ -306,10 +300,9 @@ def queue_on(
     known: Known,
 ) -> dict[str, Any] | None:
     key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
-    if known.exists(uow.session, trigger_id, key):
+    if key in known.existing:
         return None
-    if trigger_id == known.trigger_id:
-        known.existing.add(key)
+    known.existing.add(key)
     now = uow.clock.now()
     wait = None
     if message.kind in domain.REMINDER_KINDS:
