@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from services.notifications.handlers import remember_plan, report_requests
 from services.notifications.models import Expectation
+from services.reporting.models import ReportVersion, UnitContribution
 from services.runtime import DEFINITIONS, Runtime, create_app
 from shared.clock import ManualClock
 from shared.consumer import MAX_HANDLER_ATTEMPTS, BatchConsumer, EventHandlers, Record
@@ -405,6 +406,46 @@ def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(
         with db.reading() as session:
             left = session.exec(select(OutboxRecord.event_id).order_by(OutboxRecord.seq)).all()
         assert left == ["e5", "e9"]
+    finally:
+        db.dispose()
+
+
+def test_rows_written_in_bulk_are_stored_as_the_orm_stores_them(database_url: str) -> None:
+    """Bulk writes convert each value by its column's type, as the ORM does: the same row written both
+    ways reads back the same as text (times, flags, JSON and a column left to its default)."""
+    db = Database(
+        database_url.format(service="reporting"), source="/test", prefix="t", clock=ManualClock(NOW)
+    )
+    upgrade(db.engine, DEFINITIONS["reporting"].migrations)
+    version = {
+        "plan_id": "p1",
+        "phase_seq": 1,
+        "unit_id": "lb-01",
+        "values": {"members": 5, "tên": "Công đoàn", "ratio": [1, 3], "none": None},
+        "narrative": "",
+        "submitted_at": datetime(2026, 3, 1, 10, 30, 15, 123456, tzinfo=UTC),
+        "received_at": NOW,
+    }
+    contribution = {"plan_id": "p1", "phase_seq": 1, "applied": {"expected": 1, "figures": {}}}
+    try:
+        with db.transaction() as uow:
+            uow.session.add(ReportVersion(report_id="by-orm", **version))
+            uow.session.add(UnitContribution(unit_id="by-orm", **contribution))
+            uow.session.flush()
+            insert_rows(uow.session, ReportVersion, [{"report_id": "in-bulk", **version}])
+            insert_rows(uow.session, UnitContribution, [{"unit_id": "in-bulk", **contribution}])
+        as_text = "SELECT {}, CAST({} AS TEXT) FROM {} ORDER BY 1"
+        with db.reading() as session:
+            for key, column, table in [
+                ("report_id", "submitted_at", "rep_report_version"),
+                ("report_id", "received_at", "rep_report_version"),
+                ("report_id", "values", "rep_report_version"),
+                ("unit_id", "overdue", "rep_contribution"),
+                ("unit_id", "applied", "rep_contribution"),
+            ]:
+                rows = session.execute(text(as_text.format(key, f'"{column}"', table))).all()
+                (_, by_orm), (_, in_bulk) = sorted(rows, key=lambda row: row[0] != "by-orm")
+                assert in_bulk == by_orm, column
     finally:
         db.dispose()
 
