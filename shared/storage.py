@@ -287,6 +287,7 @@ def make_engine(url: str, writes: bool = True) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Fewer, larger checkpoints: pages a busy consumer writes in every batch are copied back once.
             cursor.execute("PRAGMA wal_autocheckpoint=10000")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
