@@ -11,6 +11,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
     """Insert rows (dicts with every column) in one statement, below the ORM: for writing many rows fast."""
     if rows:
         table = table_of(model)
-        execute_many(session, table.insert(), rows, table)
+        execute_many(session, table.insert, rows, table, shape=("insert", table.name))
 
 
 def update_rows(
@@ -182,15 +183,19 @@ def update_rows(
         return
     table = table_of(model)
     changed = [name for name in rows[0] if name not in key]
-    statement = (
-        table.update()
-        .where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key), *where)
-        .values({name: sa.bindparam(f"new_{name}") for name in changed})
-    )
+
+    def statement() -> Any:
+        return (
+            table.update()
+            .where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key), *where)
+            .values({name: sa.bindparam(f"new_{name}") for name in changed})
+        )
+
     execute_many(
         session,
         statement,
         [{f"{'key' if name in key else 'new'}_{name}": value for name, value in row.items()} for row in rows],
+        shape=None if where else ("update", table.name, key),
     )
 
 
@@ -199,26 +204,38 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
     if not rows:
         return
     table = table_of(model)
-    statement = table.delete().where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key))
-    execute_many(session, statement, [{f"key_{name}": row[name] for name in key} for row in rows])
+
+    def statement() -> Any:
+        return table.delete().where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key))
+
+    rows = [{f"key_{name}": row[name] for name in key} for row in rows]
+    execute_many(session, statement, rows, shape=("delete", table.name, key))
 
 
-_MADE_PER_ROW = object()  # a column default SQLAlchemy makes for each row (a function, not a value)
+@dataclass(frozen=True)
+class BulkStatement:
+    """A statement compiled for one database and one set of row keys, with what its executemany needs:
+    the values the driver takes, in its order, how each is converted, and those the rows leave out."""
+
+    statement: Any
+    sql: str
+    names: tuple[str, ...]
+    parameter_names: tuple[str, ...] | None  # None: the driver takes values by position
+    fixed: dict[str, Any]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults_per_row: bool  # a column default made for each row: SQLAlchemy runs the statement
 
 
-def execute_many(
-    session: Session, statement: Any, rows: list[dict[str, Any]], table: sa.Table | None = None
-) -> None:
-    """Run `statement` once for each row (dicts with the same keys), as one executemany of the database
-    driver. SQLAlchemy compiles the statement and its column types convert the values, as it would
-    itself; what it skips is its bookkeeping for each row, a tenth of a busy consumer's time. A value the
-    rows leave out is its column's default (a statement that needs a default made per row goes through
-    SQLAlchemy whole)."""
-    connection = session.connection()
-    dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect, column_keys=list(rows[0]))
-    given = rows[0].keys()
+_COMPILED: dict[tuple[Any, ...], BulkStatement] = {}
+
+
+def bulk_statement(
+    statement: Any, dialect: Any, given: Iterable[str], table: sa.Table | None
+) -> BulkStatement:
+    given = list(given)
+    compiled = statement.compile(dialect=dialect, column_keys=given)
     fixed: dict[str, Any] = {}
+    per_row = False
     for name, bind in compiled.binds.items():
         if name in given:
             continue
@@ -229,25 +246,55 @@ def execute_many(
         elif isinstance(default, sa.ColumnDefault) and default.is_scalar:
             fixed[name] = default.arg
         else:
-            fixed[name] = _MADE_PER_ROW
-    if _MADE_PER_ROW in fixed.values():
-        connection.execute(statement, rows)
+            per_row = True
+    names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
+    return BulkStatement(
+        statement=statement,
+        sql=compiled.string,
+        names=names,
+        parameter_names=None
+        if compiled.positional
+        else tuple(compiled.escaped_bind_names.get(name, name) for name in names),
+        fixed=fixed,
+        processors=tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
+        defaults_per_row=per_row,
+    )
+
+
+def execute_many(
+    session: Session,
+    statement: Callable[[], Any],
+    rows: list[dict[str, Any]],
+    table: sa.Table | None = None,
+    shape: tuple[Any, ...] | None = None,
+) -> None:
+    """Run the statement `statement()` makes once for each row (dicts with the same keys), as one
+    executemany of the database driver. SQLAlchemy compiles the statement (once per database, `shape`
+    and row keys, when a `shape` names it) and its column types convert the values, as it would itself;
+    what it skips is its bookkeeping for each row, a tenth of a busy consumer's time. A value the rows
+    leave out is its column's default (a default made per row leaves the statement to SQLAlchemy)."""
+    connection = session.connection()
+    dialect = connection.dialect
+    cache_key = None if shape is None else (dialect.name, dialect.driver, *shape, tuple(rows[0]))
+    bulk = _COMPILED.get(cache_key) if cache_key else None
+    if bulk is None:
+        bulk = bulk_statement(statement(), dialect, rows[0].keys(), table)
+        if cache_key:
+            _COMPILED[cache_key] = bulk
+    if bulk.defaults_per_row:
+        connection.execute(bulk.statement, rows)
         return
-    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    convert = [
-        (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-    ]
-    values = [[fixed[name] if name not in given else row[name] for name in names] for row in rows]
-    for position, (_, processor) in enumerate(convert):
+    fixed = bulk.fixed
+    values = [[row[name] if name in row else fixed[name] for name in bulk.names] for row in rows]
+    for position, processor in enumerate(bulk.processors):
         if processor is not None:
             for row_values in values:
                 row_values[position] = processor(row_values[position])
-    if compiled.positional:
+    if bulk.parameter_names is None:
         parameters: list[Any] = [tuple(row_values) for row_values in values]
     else:
-        escaped = [compiled.escaped_bind_names.get(name, name) for name in names]
-        parameters = [dict(zip(escaped, row_values, strict=True)) for row_values in values]
-    connection.exec_driver_sql(compiled.string, parameters)
+        parameters = [dict(zip(bulk.parameter_names, row_values, strict=True)) for row_values in values]
+    connection.exec_driver_sql(bulk.sql, parameters)
 
 
 # An integer of 19 digits or more may not fit in 64 bits, which orjson would read as a float. Long runs of
