@@ -208,8 +208,8 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
     def statement() -> Any:
         return table.delete().where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key))
 
-    rows = [{f"key_{name}": row[name] for name in key} for row in rows]
-    execute_many(session, statement, rows, shape=("delete", table.name, key))
+    keys = [{f"key_{name}": row[name] for name in key} for row in rows]
+    execute_many(session, statement, keys, shape=("delete", table.name, key))
 
 
 @dataclass(frozen=True)
