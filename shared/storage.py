@@ -225,40 +225,44 @@ class BulkStatement:
     processors: tuple[Callable[[Any], Any] | None, ...]
     defaults_per_row: bool  # a column default made for each row: SQLAlchemy runs the statement
 
+    @classmethod
+    def compile(
+        cls, statement: Any, dialect: Any, given: Iterable[str], table: sa.Table | None
+    ) -> BulkStatement:
+        """`statement` compiled for `dialect` and rows with the keys `given`; `table` gives the defaults of
+        the columns the rows leave out."""
+        given = list(given)
+        compiled = statement.compile(dialect=dialect, column_keys=given)
+        fixed: dict[str, Any] = {}
+        per_row = False
+        for name, bind in compiled.binds.items():
+            if name in given:
+                continue
+            column = table.c.get(name) if table is not None else None
+            default = column.default if column is not None else None
+            if default is None:
+                fixed[name] = bind.effective_value
+            elif isinstance(default, sa.ColumnDefault) and default.is_scalar:
+                fixed[name] = default.arg
+            else:
+                per_row = True
+        names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
+        return cls(
+            statement=statement,
+            sql=compiled.string,
+            names=names,
+            parameter_names=None
+            if compiled.positional
+            else tuple(compiled.escaped_bind_names.get(name, name) for name in names),
+            fixed=fixed,
+            processors=tuple(
+                compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names
+            ),
+            defaults_per_row=per_row,
+        )
+
 
 _COMPILED: dict[tuple[Any, ...], BulkStatement] = {}
-
-
-def bulk_statement(
-    statement: Any, dialect: Any, given: Iterable[str], table: sa.Table | None
-) -> BulkStatement:
-    given = list(given)
-    compiled = statement.compile(dialect=dialect, column_keys=given)
-    fixed: dict[str, Any] = {}
-    per_row = False
-    for name, bind in compiled.binds.items():
-        if name in given:
-            continue
-        column = table.c.get(name) if table is not None else None
-        default = column.default if column is not None else None
-        if default is None:
-            fixed[name] = bind.effective_value
-        elif isinstance(default, sa.ColumnDefault) and default.is_scalar:
-            fixed[name] = default.arg
-        else:
-            per_row = True
-    names = tuple(compiled.positiontup if compiled.positional else compiled.binds)
-    return BulkStatement(
-        statement=statement,
-        sql=compiled.string,
-        names=names,
-        parameter_names=None
-        if compiled.positional
-        else tuple(compiled.escaped_bind_names.get(name, name) for name in names),
-        fixed=fixed,
-        processors=tuple(compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names),
-        defaults_per_row=per_row,
-    )
 
 
 def execute_many(
@@ -278,7 +282,7 @@ def execute_many(
     cache_key = None if shape is None else (dialect.name, dialect.driver, *shape, tuple(rows[0]))
     bulk = _COMPILED.get(cache_key) if cache_key else None
     if bulk is None:
-        bulk = bulk_statement(statement(), dialect, rows[0].keys(), table)
+        bulk = BulkStatement.compile(statement(), dialect, rows[0].keys(), table)
         if cache_key:
             _COMPILED[cache_key] = bulk
     if bulk.defaults_per_row:
