@@ -70,15 +70,18 @@ class ReportTarget(SQLModel, table=True):
 
 
 class ReportVersion(SQLModel, table=True):
-    """Every version of every report, kept (audit); the latest counts."""
+    """Every version of every report, kept (audit); the latest counts.
+
+    One index besides the key: a plan's versions are always asked for by plan (and phase, and unit), and
+    every report written pays for each index kept."""
 
     __tablename__ = "rep_report_version"
     __table_args__ = (sa.Index("ix_rep_version_key", "plan_id", "phase_seq", "unit_id"),)
 
     report_id: str = Field(primary_key=True, max_length=64)
-    plan_id: str = Field(max_length=64, index=True)
+    plan_id: str = Field(max_length=64)
     phase_seq: int
-    unit_id: str = Field(max_length=64, index=True)
+    unit_id: str = Field(max_length=64)
     values: dict[str, Any] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
     narrative: str = ""
     submitted_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
