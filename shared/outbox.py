@@ -67,6 +67,10 @@ class OutboxRelay:
         self._producer: AIOKafkaProducer | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._leader: sa.Connection | None = None
+        # The partitions this outbox's kept rows were published to, by topic: read from the database once
+        # (None: not read yet), then kept up to date as rows are published and replayed. Reading them at
+        # every check would read the whole retention window.
+        self._written: dict[str, set[int]] | None = None
         db.on_outbox_written(self.notify)
 
     # ------------------------------------------------------------ lifecycle
@@ -165,6 +169,9 @@ class OutboxRelay:
             self._mark_published,
             [(row.seq, meta.partition, meta.offset) for row, meta in zip(rows, placed, strict=True)],
         )
+        if self._written is not None:
+            for meta in placed:
+                self._written.setdefault(meta.topic, set()).add(meta.partition)
         self.metrics.outbox_published.labels(self.service).inc(len(rows))
         return len(rows)
 
@@ -202,7 +209,9 @@ class OutboxRelay:
         """Topics that no longer hold what this outbox published to them: a partition it wrote to is
         gone, or holds nothing (the topic was deleted and created again)."""
         assert self._admin is not None
-        written = await anyio.to_thread.run_sync(self._written_partitions)
+        if self._written is None:
+            self._written = await anyio.to_thread.run_sync(self._written_partitions)
+        written = self._written
         if not written:
             return []
         counts = await partition_counts(self._admin, list(written))
@@ -238,6 +247,7 @@ class OutboxRelay:
         connection.commit()
         if got:
             self._leader = connection
+            self._written = None  # another instance may have published while it led
             return True
         connection.close()
         return False
@@ -269,14 +279,17 @@ class OutboxRelay:
             update_rows(uow.session, OutboxRecord, ("seq",), rows)
 
     def _replay(self, topics: list[str] | None) -> int:
+        """Mark the kept rows (of `topics`, or all) to be published again."""
         with self.db.transaction() as uow:
             query = sa.update(OutboxRecord).where(col(OutboxRecord.published_at).is_not(None))
             if topics is not None:
                 query = query.where(col(OutboxRecord.topic).in_(topics))
             result = uow.session.execute(query.values(published_at=None, partition=None, offset=None))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        self._written = None  # read again once the replayed rows are out
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def _written_partitions(self) -> dict[str, set[int]]:
+        """The partitions the kept rows were published to, by topic, as the database holds them."""
         with self.db.reading() as session:
             rows = session.execute(
                 sa.select(col(OutboxRecord.topic), col(OutboxRecord.partition))

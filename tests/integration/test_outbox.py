@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
 from services.plans.models import OrgUnitVersion
@@ -122,6 +124,60 @@ async def test_the_relay_publishes_in_order_and_replays_to_a_broker_that_lost_ev
             )
             replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
             assert units_by_plan(replayed) == by_plan
+        finally:
+            await relay.stop()
+            db.dispose()
+
+
+async def test_the_relay_reads_once_where_its_kept_rows_went_and_still_notices_a_lost_topic(
+    database_url: str,
+) -> None:
+    """The kept rows span the retention window (a week of a federation's events): the relay reads where
+    they went once, then keeps count as it publishes, instead of reading them all at every check."""
+    db = plans_database(database_url, prefix="written")
+    metrics = Metrics()
+    topic = topic_name("written", "plans")
+    statements: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    def counted(start: str) -> int:
+        return sum(statement.startswith(start) for statement in statements)
+
+    for engine in {db.engine, db.reader}:
+        sa.event.listen(engine, "before_cursor_execute", seen)
+    with LocalBroker() as broker:
+        relay = OutboxRelay(
+            "plans",
+            db,
+            KafkaConnection(broker.bootstrap_servers),
+            all_topics("written"),
+            metrics,
+            check_seconds=0.1,
+            poll_seconds=0.05,
+        )
+        await relay.start()
+        try:
+            acknowledgements(db, 30)
+            first = await read_topic(broker.bootstrap_servers, topic, expect=30)
+            await eventually(lambda: asyncio.sleep(0, counted("DELETE FROM outbox") >= 5))  # 5 checks
+            assert counted("SELECT DISTINCT outbox.topic") == 1
+
+            admin = await connect_admin(KafkaConnection(broker.bootstrap_servers))
+            try:
+                await admin.delete_topics([topic])
+            finally:
+                await admin.close()
+            # The relay knows the topic from its one read and from what it has published since.
+            await eventually(
+                lambda: asyncio.sleep(
+                    0, metrics.outbox_replays.labels("plans", "topic_emptied")._value.get() >= 1
+                ),
+                timeout=60,
+            )
+            replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
+            assert units_by_plan(replayed) == units_by_plan(first)
         finally:
             await relay.stop()
             db.dispose()
