@@ -167,11 +167,41 @@ def table_of(model: Any) -> sa.Table:
     return table
 
 
+# On PostgreSQL a bulk write is one statement over the rows sent as an array per column, not a statement
+# per row: for a batch of reports, a third of the server's time and three quarters of the client's.
+def _set_based(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _unnested(table: sa.Table, names: list[str]) -> Any:
+    """The rows a bulk write is given, as a table: `unnest` of one array parameter per column."""
+    arrays = [
+        sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(table.c[name].type, dimensions=1))
+        for name in names
+    ]
+    given = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="row_number")
+    return given.render_derived(name="rows")
+
+
+def _arrays(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {f"rows_{name}": [row[name] for row in rows] for name in names}
+
+
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
     """Insert rows (dicts with every column) in one statement, below the ORM: for writing many rows fast."""
-    if rows:
-        table = table_of(model)
-        execute_many(session, table.insert, rows, table, shape=("insert", table.name))
+    if not rows:
+        return
+    table = table_of(model)
+    if _set_based(session):
+        names = list(rows[0])
+        missing = [column for column in table.c if column.key not in rows[0]]
+        if all(column.default is None or column.default.is_scalar for column in missing):
+            given = _unnested(table, names)
+            in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.row_number)
+            insert = table.insert().from_select(names, in_order)  # serial keys follow the rows' order
+            session.connection().execute(insert, _arrays(names, rows))
+            return
+    execute_many(session, table.insert, rows, table, shape=("insert", table.name))
 
 
 def update_rows(
@@ -183,6 +213,17 @@ def update_rows(
         return
     table = table_of(model)
     changed = [name for name in rows[0] if name not in key]
+    latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
+    # Changes to one row under conditions are applied one after the other (the first may void the next).
+    if _set_based(session) and (len(latest) == len(rows) or not where):
+        given = _unnested(table, [*key, *changed])
+        update = (
+            table.update()
+            .where(*(table.c[name] == given.c[name] for name in key), *where)
+            .values({name: given.c[name] for name in changed})
+        )
+        session.connection().execute(update, _arrays([*key, *changed], list(latest.values())))
+        return
 
     def statement() -> Any:
         return (
@@ -204,6 +245,11 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
     if not rows:
         return
     table = table_of(model)
+    if _set_based(session):
+        given = _unnested(table, list(key))
+        delete = table.delete().where(*(table.c[name] == given.c[name] for name in key))
+        session.connection().execute(delete, _arrays(list(key), rows))
+        return
 
     def statement() -> Any:
         return table.delete().where(*(table.c[name] == sa.bindparam(f"key_{name}") for name in key))

@@ -394,12 +394,19 @@ def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(
                 {"seq": second, "partition": 3, "offset": 8},
             ]
             update_rows(uow.session, OutboxRecord, ("seq",), changes, OutboxRecord.key != "k3")
+        with db.transaction() as uow:
+            third = uow.session.exec(select(OutboxRecord.seq).order_by(OutboxRecord.seq)).all()[2]
+            changes = [
+                {"seq": third, "partition": 4, "offset": 9},
+                {"seq": third, "partition": 5, "offset": 10},
+            ]
+            update_rows(uow.session, OutboxRecord, ("seq",), changes)
         with db.reading() as session:
             kept = session.exec(select(OutboxRecord).order_by(OutboxRecord.seq)).all()
         assert [(r.event_id, r.headers, r.payload) for r in kept] == [
             (row["event_id"], row["headers"], row["payload"]) for row in rows
         ]
-        assert [(r.partition, r.offset) for r in kept] == [(2, 7), (None, None), (None, None), (None, None)]
+        assert [(r.partition, r.offset) for r in kept] == [(2, 7), (None, None), (5, 10), (None, None)]
         with db.transaction() as uow:
             named = [{"seq": kept[1].seq}, {"seq": kept[3].seq}, {"seq": kept[3].seq + 100}]
             delete_rows(uow.session, OutboxRecord, ("seq",), named)
