@@ -79,6 +79,24 @@ def units_by_plan(records: list[dict]) -> dict[bytes, list[str]]:
     return out
 
 
+async def lose_and_replay(
+    broker: LocalBroker, topic: str, metrics: Metrics, expect: int
+) -> list[dict[str, Any]]:
+    """Delete `topic` under the relay; once the relay has published it again, read it back."""
+    admin = await connect_admin(KafkaConnection(broker.bootstrap_servers))
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    # The relay notices the topic is gone and publishes it again; only then does a reader look
+    # (a reader asking for a missing topic would have the broker create it under the relay).
+    await eventually(
+        lambda: asyncio.sleep(0, metrics.outbox_replays.labels("plans", "topic_emptied")._value.get() >= 1),
+        timeout=60,
+    )
+    return await read_topic(broker.bootstrap_servers, topic, expect=expect, timeout=60, distinct=True)
+
+
 async def test_the_relay_publishes_in_order_and_replays_to_a_broker_that_lost_everything(
     database_url: str,
 ) -> None:
@@ -109,21 +127,7 @@ async def test_the_relay_publishes_in_order_and_replays_to_a_broker_that_lost_ev
             assert units_by_plan(again) == by_plan
             assert metrics.outbox_replays.labels("plans", "new_cluster")._value.get() == 1
 
-            admin = await connect_admin(KafkaConnection(broker.bootstrap_servers))
-            try:
-                await admin.delete_topics([topic])
-            finally:
-                await admin.close()
-            # The relay notices the topic is gone and publishes it again; only then does a reader look
-            # (a reader asking for a missing topic would have the broker create it under the relay).
-            await eventually(
-                lambda: asyncio.sleep(
-                    0, metrics.outbox_replays.labels("plans", "topic_emptied")._value.get() >= 1
-                ),
-                timeout=60,
-            )
-            replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
-            assert units_by_plan(replayed) == by_plan
+            assert units_by_plan(await lose_and_replay(broker, topic, metrics, expect=30)) == by_plan
         finally:
             await relay.stop()
             db.dispose()
@@ -164,19 +168,8 @@ async def test_the_relay_reads_once_where_its_kept_rows_went_and_still_notices_a
             await eventually(lambda: asyncio.sleep(0, counted("DELETE FROM outbox") >= 5))  # 5 checks
             assert counted("SELECT DISTINCT outbox.topic") == 1
 
-            admin = await connect_admin(KafkaConnection(broker.bootstrap_servers))
-            try:
-                await admin.delete_topics([topic])
-            finally:
-                await admin.close()
             # The relay knows the topic from its one read and from what it has published since.
-            await eventually(
-                lambda: asyncio.sleep(
-                    0, metrics.outbox_replays.labels("plans", "topic_emptied")._value.get() >= 1
-                ),
-                timeout=60,
-            )
-            replayed = await read_topic(broker.bootstrap_servers, topic, expect=30, timeout=60, distinct=True)
+            replayed = await lose_and_replay(broker, topic, metrics, expect=30)
             assert units_by_plan(replayed) == units_by_plan(first)
         finally:
             await relay.stop()
