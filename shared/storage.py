@@ -109,10 +109,20 @@ def _by_keys(dialect: str, columns: tuple[Any, ...]) -> Any:
     return _KEY_JOINS[name]
 
 
+def _unnested(columns: Iterable[Any], name: str, numbered: bool = False) -> Any:
+    """PostgreSQL: rows sent as one array parameter per column (`<name>_<column>`), as a table named
+    `name` (`unnest` of the arrays); `numbered` adds each row's place, from 1, as `row_number`."""
+    columns = list(columns)
+    arrays = [sa.bindparam(f"{name}_{c.key}", type_=postgresql.ARRAY(c.type, dimensions=1)) for c in columns]
+    given = sa.func.unnest(*arrays).table_valued(
+        *(c.key for c in columns), with_ordinality="row_number" if numbered else None
+    )
+    return given.render_derived(name=name)
+
+
 def _key_join(dialect: str, columns: tuple[Any, ...]) -> Any:
     if dialect == "postgresql":
-        arrays = [sa.bindparam(f"keys_{c.key}", type_=postgresql.ARRAY(c.type)) for c in columns]
-        keys = sa.func.unnest(*arrays).table_valued(*(c.key for c in columns)).render_derived(name="keys")
+        keys = _unnested(columns, "keys")
         return keys, sa.and_(*(c == keys.c[c.key] for c in columns))
     keys = sa.func.json_each(sa.bindparam("keys")).table_valued("value").alias("keys")
     return keys, sa.and_(*(c == sa.func.json_extract(keys.c.value, f"$[{n}]") for n, c in enumerate(columns)))
@@ -173,16 +183,6 @@ def _set_based(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _unnested(table: sa.Table, names: list[str]) -> Any:
-    """The rows a bulk write is given, as a table: `unnest` of one array parameter per column."""
-    arrays = [
-        sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(table.c[name].type, dimensions=1))
-        for name in names
-    ]
-    given = sa.func.unnest(*arrays).table_valued(*names, with_ordinality="row_number")
-    return given.render_derived(name="rows")
-
-
 def _arrays(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {f"rows_{name}": [row[name] for row in rows] for name in names}
 
@@ -196,7 +196,7 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         names = list(rows[0])
         missing = [column for column in table.c if column.key not in rows[0]]
         if all(column.default is None or column.default.is_scalar for column in missing):
-            given = _unnested(table, names)
+            given = _unnested((table.c[name] for name in names), "rows", numbered=True)
             in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.row_number)
             insert = table.insert().from_select(names, in_order)  # serial keys follow the rows' order
             session.connection().execute(insert, _arrays(names, rows))
@@ -213,17 +213,18 @@ def update_rows(
         return
     table = table_of(model)
     changed = [name for name in rows[0] if name not in key]
-    latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
-    # Changes to one row under conditions are applied one after the other (the first may void the next).
-    if _set_based(session) and (len(latest) == len(rows) or not where):
-        given = _unnested(table, [*key, *changed])
-        update = (
-            table.update()
-            .where(*(table.c[name] == given.c[name] for name in key), *where)
-            .values({name: given.c[name] for name in changed})
-        )
-        session.connection().execute(update, _arrays([*key, *changed], list(latest.values())))
-        return
+    if _set_based(session):
+        latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
+        # Changes to one row under conditions are applied one after the other (the first may void the next).
+        if len(latest) == len(rows) or not where:
+            given = _unnested((table.c[name] for name in (*key, *changed)), "rows")
+            update = (
+                table.update()
+                .where(*(table.c[name] == given.c[name] for name in key), *where)
+                .values({name: given.c[name] for name in changed})
+            )
+            session.connection().execute(update, _arrays([*key, *changed], list(latest.values())))
+            return
 
     def statement() -> Any:
         return (
@@ -246,7 +247,7 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
         return
     table = table_of(model)
     if _set_based(session):
-        given = _unnested(table, list(key))
+        given = _unnested((table.c[name] for name in key), "rows")
         delete = table.delete().where(*(table.c[name] == given.c[name] for name in key))
         session.connection().execute(delete, _arrays(list(key), rows))
         return
