@@ -240,7 +240,7 @@ class BatchConsumer:
         written in one statement; if the handler fails on the run, each event is tried alone."""
         session = uow.session
         try:
-            with session.begin_nested():
+            with uow.savepoint():
                 refused = handler(uow, [envelope for _, envelope in run])
                 now = uow.clock.now()
                 accepted = [envelope for _, envelope in run if envelope.id not in refused]
@@ -268,7 +268,7 @@ class BatchConsumer:
     def _apply_one(self, uow: UnitOfWork, record: Record, envelope: Envelope, handler: Handler) -> None:
         session = uow.session
         try:
-            with session.begin_nested():
+            with uow.savepoint():
                 handler(uow, envelope)
                 session.add(self._inbox(uow, envelope.id, "processed"))
             self.metrics.events_processed.labels(self.name, envelope.type).inc()

@@ -423,6 +423,19 @@ class UnitOfWork:
         self.outbox_written = 0
         # Scratch space for one batch: handlers note what the end-of-batch steps must refresh.
         self.batch: dict[str, Any] = {}
+        # What the batch has read or written, kept so that later steps need not read it again. Dropped when
+        # a savepoint rolls back: what it holds may no longer be what the database holds.
+        self.cache: dict[str, Any] = {}
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction; rolled back, it takes the batch's cache with it."""
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            self.cache.clear()
+            raise
 
     def publish(
         self,

@@ -114,6 +114,24 @@ def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
     return keys
 
 
+def batch_targets(uow: UnitOfWork) -> dict[ReportKey, bool]:
+    """Whether each report key the batch has looked up is expected (a target): the end-of-batch refresh
+    does not read them again. Forgotten whenever targets change."""
+    targets: dict[ReportKey, bool] = uow.cache.setdefault("reporting.targets", {})
+    return targets
+
+
+def forget_targets(uow: UnitOfWork) -> None:
+    uow.cache.pop("reporting.targets", None)
+
+
+def batch_versions(uow: UnitOfWork) -> dict[ReportKey, list[domain.Version]]:
+    """Every version of the report keys that had none before this batch: the end-of-batch refresh counts
+    them without reading back what the batch has just written."""
+    versions: dict[ReportKey, list[domain.Version]] = uow.cache.setdefault("reporting.versions", {})
+    return versions
+
+
 # ------------------------------------------------------------------ who reports where
 
 
@@ -177,6 +195,7 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
         dirty_keys(uow).update(current ^ wanted)
     delete_rows(session, ReportTarget, REPORT_KEY, dropped)
     insert_rows(session, ReportTarget, added)
+    forget_targets(uow)
 
 
 def record_units(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -288,6 +307,7 @@ def revoke(uow: UnitOfWork, plan_id: str) -> None:
         return
     plan.revoked = True
     session.add(plan)
+    forget_targets(uow)
     for target in session.exec(select(ReportTarget).where(ReportTarget.plan_id == plan_id)).all():
         dirty_keys(uow).add((target.plan_id, target.phase_seq, target.unit_id))
         session.delete(target)
@@ -412,24 +432,32 @@ def keep_versions(uow: UnitOfWork, reports: list[ReportSubmitted], known: Known)
     versions: list[dict[str, Any]] = []
     first: dict[ReportKey, dict[str, Any]] = {}  # reports the level above sees for the first time
     again: set[ReportKey] = set()
+    complete = batch_versions(uow)
     for report in reports:
         key = (report.plan_id, report.phase_seq, report.unit_id)
         dirty.add(key)
         if report.report_id in known.kept:
             continue
         known.kept.add(report.report_id)
+        sent = utc(report.submitted_at)  # a database without time zones keeps the moment, not the offset
+        values = dict(report.values)
         versions.append(
             {
                 "report_id": report.report_id,
                 "plan_id": report.plan_id,
                 "phase_seq": report.phase_seq,
                 "unit_id": report.unit_id,
-                "values": dict(report.values),
+                "values": values,
                 "narrative": report.narrative,
-                "submitted_at": report.submitted_at,
+                "submitted_at": sent,
                 "received_at": now,
             }
         )
+        # A key with no review yet has no version kept before: its versions are all in this batch.
+        if key in complete:
+            complete[key].append(domain.Version(report.report_id, sent, values))
+        elif key not in known.reviews:
+            complete[key] = [domain.Version(report.report_id, sent, values)]
         if key in known.reviews:
             again.add(key)
         else:
@@ -475,6 +503,10 @@ def record_reports(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, Even
     reports = [envelope.data for envelope in envelopes]
     plans = batch_plans(uow, {report.plan_id for report in reports})  # type: ignore[attr-defined]
     known = Known.read(session, reports, plans)  # type: ignore[arg-type]
+    looked_up = batch_targets(uow)
+    for report in reports:
+        key = (report.plan_id, report.phase_seq, report.unit_id)  # type: ignore[attr-defined]
+        looked_up[key] = key in known.targets
     refused = reports_for_others(envelopes)
     accepted: list[ReportSubmitted] = []
     for envelope in envelopes:
@@ -595,8 +627,12 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     aggregates by the difference. Reports whose plan is not known yet wait for it."""
     session = uow.session
     plans = batch_plans(uow, {plan_id for plan_id, _, _ in keys})
-    targets = set(columns_in(session, TARGET_KEY, TARGET_KEY, keys))
+    looked_up = batch_targets(uow)
+    targets = {key for key in keys if looked_up.get(key)}
+    targets.update(tuple(row) for row in columns_in(session, TARGET_KEY, TARGET_KEY, keys - looked_up.keys()))
+    complete = batch_versions(uow)
     versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
+    versions_of.update((key, complete[key]) for key in keys & complete.keys())
     version_columns = (
         *VERSION_KEY,
         ReportVersion.report_id,
@@ -604,9 +640,9 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
         ReportVersion.values,
     )
     for plan_id, phase_seq, unit_id, report_id, sent, values in columns_in(
-        session, version_columns, VERSION_KEY, keys
+        session, version_columns, VERSION_KEY, keys - complete.keys()
     ):
-        versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, sent, values))
+        versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, utc(sent), values))
     contribution_columns = (*CONTRIBUTION_KEY, UnitContribution.overdue, UnitContribution.applied)
     contributions = {
         (plan_id, phase_seq, unit_id): (overdue, applied)

@@ -89,3 +89,61 @@ def test_a_late_report_says_how_late_and_a_missing_one_counts_until_it_comes(db:
     assert (table["total"]["expected"], table["total"]["on_time"], table["total"]["late"]) == (2, 1, 1)
     assert table["total"]["figures"] == {"works": 5}
     assert table["deadline_passed"]
+
+
+def totals(db: Database) -> tuple[dict[str, dict[str, object]], dict[str, object]]:
+    """Each unit's row and the issuer's total in the completeness table, seen on 9 June."""
+    with db.reading() as session:
+        plan = session.get(PlanView, "p")
+        assert plan is not None
+        table = completeness(session, plan, 1, date(2023, 6, 9))
+    return {row["unit_id"]: row for row in table["units"]}, table["total"]
+
+
+def test_a_report_sent_late_in_the_evening_vietnam_time_stays_on_time_when_corrected(db: Database) -> None:
+    # 23:30 on the due day in Hà Nội is 16:30 UTC: on time. The correction comes the next morning, in
+    # another batch, and the first version, read back from the database, still decides timeliness.
+    evening = datetime.fromisoformat("2023-06-05T23:30:00+07:00")
+    with db.transaction() as uow:
+        keep_version(uow, report("g1", evening))
+        refresh_contributions(uow, dirty_keys(uow))
+    with db.transaction() as uow:
+        keep_version(uow, report("g1", datetime.fromisoformat("2023-06-06T09:00:00+07:00"), works=3))
+        refresh_contributions(uow, dirty_keys(uow))
+    rows, total = totals(db)
+    assert rows["g1"]["status"] == "on_time"
+    assert rows["g1"]["submitted_at"].startswith("2023-06-05T16:30")
+    assert (total["on_time"], total["late"], total["figures"]) == (1, 0, {"works": 3})
+
+
+def test_a_report_and_its_correction_count_the_same_in_one_batch_as_in_two(db: Database) -> None:
+    first, correction = report("g1", datetime(2023, 6, 2, 3, tzinfo=UTC)), report(
+        "g1", datetime(2023, 6, 7, 3, tzinfo=UTC), works=6
+    )
+    with db.transaction() as uow:
+        keep_version(uow, first)
+        keep_version(uow, correction)
+        refresh_contributions(uow, dirty_keys(uow))
+    together = totals(db)
+    with db.transaction() as uow:
+        keep_version(uow, report("g2", datetime(2023, 6, 2, 3, tzinfo=UTC)))
+        refresh_contributions(uow, dirty_keys(uow))
+    with db.transaction() as uow:
+        keep_version(uow, report("g2", datetime(2023, 6, 7, 3, tzinfo=UTC), works=6))
+        refresh_contributions(uow, dirty_keys(uow))
+    rows, total = totals(db)
+    assert together[0]["g1"]["status"] == rows["g2"]["status"] == "on_time"
+    assert together[0]["g1"]["figures"] == rows["g2"]["figures"] == {"works": 6}
+    assert (total["received"], total["on_time"], total["figures"]) == (2, 2, {"works": 12})
+
+
+def test_a_report_rolled_back_with_its_savepoint_does_not_count(db: Database) -> None:
+    with db.transaction() as uow:
+        with pytest.raises(RuntimeError), uow.savepoint():
+            keep_version(uow, report("g1", datetime(2023, 6, 2, 3, tzinfo=UTC)))
+            raise RuntimeError("the handler failed after keeping the report")
+        keep_version(uow, report("g2", datetime(2023, 6, 2, 3, tzinfo=UTC), works=2))
+        refresh_contributions(uow, dirty_keys(uow))
+    rows, total = totals(db)
+    assert (rows["g1"]["status"], rows["g2"]["status"]) == ("pending", "on_time")
+    assert (total["expected"], total["received"], total["figures"]) == (2, 1, {"works": 2})
