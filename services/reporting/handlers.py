@@ -100,13 +100,23 @@ def plans_by_id(session: Session, plan_ids: Iterable[str]) -> dict[str, PlanView
     return {plan.plan_id: plan for plan in rows_in(session, PlanView.plan_id, plan_ids)}
 
 
+KEPT_PLANS = 20_000  # plans kept between batches at most (a national campaign has about 800)
+
+
 def batch_plans(uow: UnitOfWork, plan_ids: Iterable[str]) -> dict[str, PlanView]:
-    """The plans a batch's reports are on, each read once per batch: the batch's later steps get the same
-    objects, and so see what its handlers change in them (a plan amended or revoked)."""
-    read: dict[str, PlanView] = uow.batch.setdefault("reporting.plans", {})
-    wanted = set(plan_ids)
-    read.update(plans_by_id(uow.session, sorted(wanted - read.keys())))
-    return {plan_id: read[plan_id] for plan_id in wanted if plan_id in read}
+    """The plans a batch's reports are on, as they stand now (for reading only). A copy kept from an earlier
+    batch is used while it holds the revision the database holds: only the plans that changed (in this
+    batch, or on another instance) or were never read are read whole."""
+    kept: dict[str, PlanView] = uow.memory.setdefault("reporting.plans", {})
+    revision_columns = (PlanView.plan_id, PlanView.revision)
+    revisions = dict(columns_in(uow.session, revision_columns, PlanView.plan_id, set(plan_ids)))
+    stale = [p for p, revision in revisions.items() if p not in kept or kept[p].revision != revision]
+    if len(kept) + len(stale) > KEPT_PLANS:
+        kept.clear()
+    for plan in plans_by_id(uow.session, stale).values():
+        uow.session.expunge(plan)  # kept apart from the session: what it changes or rolls back stays its own
+        kept[plan.plan_id] = plan
+    return {plan_id: kept[plan_id] for plan_id in revisions}
 
 
 def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
@@ -285,6 +295,7 @@ def replan(uow: UnitOfWork, event: PlanRescheduled | PlanAmended) -> None:
     if plan is None:
         return
     plan.phases = [phase.model_dump(mode="json") for phase in event.phases]
+    plan.revision += 1
     if isinstance(event, PlanAmended):
         plan.indicators = [indicator.model_dump(mode="json") for indicator in event.indicators]
         plan.title = event.title
@@ -306,6 +317,7 @@ def revoke(uow: UnitOfWork, plan_id: str) -> None:
     if plan is None or plan.revoked:
         return
     plan.revoked = True
+    plan.revision += 1
     session.add(plan)
     forget_targets(uow)
     for target in session.exec(select(ReportTarget).where(ReportTarget.plan_id == plan_id)).all():
@@ -328,6 +340,22 @@ class Standing:
 REVIEW_KEY = (Review.plan_id, Review.phase_seq, Review.unit_id)
 
 
+@dataclass(frozen=True)
+class Terms:
+    """A plan's phases by number, the day each ends, and its indicators: worked out once for all the
+    reports on the plan that are checked together, not once for each."""
+
+    phases: dict[int, dict[str, Any]]
+    ends: dict[int, date | None]
+    indicators: tuple[Indicator, ...]
+
+    @classmethod
+    def of(cls, plan: PlanView) -> Terms:
+        phases = {phase["seq"]: phase for phase in reversed(plan.phases)}  # the first of a number wins
+        ends = {seq: date.fromisoformat(p["end"]) if p.get("end") else None for seq, p in phases.items()}
+        return cls(phases, ends, indicators_of(plan))
+
+
 @dataclass
 class Known:
     """What checking and keeping a set of reports needs, read in a few queries: the plans, who reports
@@ -337,6 +365,13 @@ class Known:
     targets: set[ReportKey] = field(default_factory=set)
     reviews: dict[ReportKey, Standing | Review] = field(default_factory=dict)
     kept: set[str] = field(default_factory=set)
+    terms: dict[str, Terms] = field(default_factory=dict)
+
+    def terms_of(self, plan: PlanView) -> Terms:
+        found = self.terms.get(plan.plan_id)
+        if found is None:
+            found = self.terms[plan.plan_id] = Terms.of(plan)
+        return found
 
     @classmethod
     def read(
@@ -393,10 +428,11 @@ def report_problems(
     known = known or Known.read(session, [report])
     if plan.revoked:
         return [FieldError("plan_id", plan.plan_id, "a plan in force (this one was revoked)")]
-    phase = phase_of(plan, report.phase_seq)
-    if phase is None:
+    terms = known.terms_of(plan)
+    if report.phase_seq not in terms.phases:
         return [FieldError("phase_seq", report.phase_seq, f"a phase of plan {plan.plan_id}")]
-    if not phase.get("end"):
+    end = terms.ends[report.phase_seq]
+    if end is None:
         return [
             FieldError(
                 "phase_seq",
@@ -408,7 +444,6 @@ def report_problems(
         return [
             FieldError("unit_id", report.unit_id, f"a unit reporting on plan {plan.plan_id} in this phase")
         ]
-    end = date.fromisoformat(phase["end"])
     if plan.report_after_phase_end and report.submitted_at.astimezone(LOCAL_TZ).date() <= end:
         return [FieldError("phase_seq", report.phase_seq, f"a phase that has ended: this one ends on {end}")]
     locked = known.lock_reason(plan, report.phase_seq, report.unit_id)
@@ -416,7 +451,7 @@ def report_problems(
         return [
             FieldError("unit_id", report.unit_id, f"a report that is open for correction: it was {locked}")
         ]
-    return domain.check_values(indicators_of(plan), report.values)
+    return domain.check_values(terms.indicators, report.values)
 
 
 def keep_version(uow: UnitOfWork, report: ReportSubmitted) -> None:
@@ -565,25 +600,36 @@ class Totals:
     def __init__(self) -> None:
         self.changes: dict[AggregateKey, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.parents: dict[AggregateKey, str | None] = {}
+        # Changes summed per line of issuers first: the reports of a batch share a few hundred lines.
+        self.by_chain: dict[tuple[str, int, tuple[str, ...]], Counter[str]] = defaultdict(Counter)
 
     def add(self, campaign_id: str, phase_seq: int, chain: list[str], delta: dict[str, int]) -> None:
-        for depth, unit_id in enumerate(chain):
-            key = (campaign_id, phase_seq, unit_id)
-            self.parents[key] = chain[depth - 1] if depth else None
-            for name, change in delta.items():
-                self.changes[key][name] += change
+        self.by_chain[(campaign_id, phase_seq, tuple(chain))].update(delta)
+
+    def _spread(self) -> None:
+        """Add each line's summed changes to every level on it."""
+        for (campaign_id, phase_seq, chain), delta in self.by_chain.items():
+            for depth, unit_id in enumerate(chain):
+                key = (campaign_id, phase_seq, unit_id)
+                self.parents[key] = chain[depth - 1] if depth else None
+                for name, change in delta.items():
+                    self.changes[key][name] += change
+        self.by_chain.clear()
 
     def apply(self, session: Session) -> dict[AggregateKey, dict[str, Any]]:
         """Move the aggregates by the summed changes, below the ORM: each changed aggregate is read once
         (locked, in key order) and written with the others in one update and one insert. Returns each
         changed aggregate as it now stands."""
-        changed = sorted(self.changes)
+        self._spread()
+        changed = sorted(key for key, change in self.changes.items() if any(change.values()))
         stored: dict[AggregateKey, dict[str, Any]] = {}
         for campaign_id in sorted({key[0] for key in changed}):
+            phases = sorted({key[1] for key in changed if key[0] == campaign_id})
             for part in chunks(sorted({key[2] for key in changed if key[0] == campaign_id})):
                 query = (
                     sa.select(*AGGREGATE_COLUMNS)
-                    .where(Aggregate.campaign_id == campaign_id, col(Aggregate.unit_id).in_(part))
+                    .where(Aggregate.campaign_id == campaign_id, col(Aggregate.phase_seq).in_(phases))
+                    .where(col(Aggregate.unit_id).in_(part))
                     .order_by(col(Aggregate.phase_seq), col(Aggregate.unit_id))
                     .with_for_update()
                 )
@@ -614,10 +660,10 @@ class Totals:
         update_rows(session, Aggregate, AGGREGATE_KEY, moved)
         insert_rows(session, Aggregate, added)
         # Aggregates this session read as objects before are read again when next asked for.
-        for key in changed:
-            loaded = session.identity_map.get(session.identity_key(Aggregate, key))
-            if loaded is not None:
-                session.expire(loaded)
+        moved_keys = set(changed)
+        for identity in list(session.identity_map.keys()):
+            if identity[0] is Aggregate and identity[1] in moved_keys:
+                session.expire(session.identity_map[identity])
         self.changes.clear()
         return now
 

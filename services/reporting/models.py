@@ -47,6 +47,9 @@ class PlanView(SQLModel, table=True):
     chain: list[str] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
     phases: list[dict[str, Any]] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
     indicators: list[dict[str, Any]] = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+    # Counts the plan's changes (rescheduled, amended, revoked): a copy kept between batches is used only
+    # while it holds the revision the database holds.
+    revision: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PlanRecipient(SQLModel, table=True):

@@ -12,13 +12,24 @@ from services.reporting.handlers import (
     dirty_keys,
     keep_version,
     record_plan,
+    record_reports,
     refresh_contributions,
     report_problems,
+    revoke,
 )
 from services.reporting.models import PlanView
 from services.runtime import DEFINITIONS
 from shared.clock import ManualClock
-from shared.events import Indicator, IndicatorKind, Level, Phase, PlanIssued, ReportSubmitted, Target
+from shared.events import (
+    Envelope,
+    Indicator,
+    IndicatorKind,
+    Level,
+    Phase,
+    PlanIssued,
+    ReportSubmitted,
+    Target,
+)
 from shared.migrations import upgrade
 from shared.storage import Database
 
@@ -117,8 +128,9 @@ def test_a_report_sent_late_in_the_evening_vietnam_time_stays_on_time_when_corre
 
 
 def test_a_report_and_its_correction_count_the_same_in_one_batch_as_in_two(db: Database) -> None:
-    first, correction = report("g1", datetime(2023, 6, 2, 3, tzinfo=UTC)), report(
-        "g1", datetime(2023, 6, 7, 3, tzinfo=UTC), works=6
+    first, correction = (
+        report("g1", datetime(2023, 6, 2, 3, tzinfo=UTC)),
+        report("g1", datetime(2023, 6, 7, 3, tzinfo=UTC), works=6),
     )
     with db.transaction() as uow:
         keep_version(uow, first)
@@ -147,3 +159,24 @@ def test_a_report_rolled_back_with_its_savepoint_does_not_count(db: Database) ->
     rows, total = totals(db)
     assert (rows["g1"]["status"], rows["g2"]["status"]) == ("pending", "on_time")
     assert (total["expected"], total["received"], total["figures"]) == (2, 1, {"works": 2})
+
+
+def test_a_plan_revoked_on_another_instance_refuses_reports_on_this_one(db: Database) -> None:
+    # Two instances of reporting on one database: this one keeps the plan between batches, the other
+    # revokes it; the next report this one reads on the plan is refused.
+    other = Database(db.url, source="/test", prefix="t", clock=db.clock)
+
+    def sent(unit: str) -> Envelope:
+        event = report(unit, datetime(2023, 6, 2, 3, tzinfo=UTC))
+        return Envelope.wrap(event, source="/units", unit=unit, time=datetime(2023, 6, 2, 3, tzinfo=UTC))
+
+    with db.transaction() as uow:
+        assert record_reports(uow, [sent("g1")]) == {}
+    with other.transaction() as uow:
+        revoke(uow, "p")
+    other.dispose()
+    with db.transaction() as uow:
+        late = sent("g2")
+        refused = record_reports(uow, [late])
+    assert refused[late.id].reason == "rule_violation"
+    assert "a plan in force (this one was revoked)" in refused[late.id].detail
