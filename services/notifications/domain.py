@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import date, datetime, time, timedelta
 
 # Messages that carry the plan itself (as DOCX, or as an edXML package through iOffice).
@@ -13,7 +15,7 @@ DOCUMENT_KINDS = frozenset({"plan_issued", "plan_amended"})
 REMINDER_KINDS = frozenset({"reminder"})
 
 
-def reachable(channel: str, email: str | None, has_ioffice: bool, configured: set[str]) -> bool:
+def reachable(channel: str, email: str | None, has_ioffice: bool, configured: AbstractSet[str]) -> bool:
     """Whether a unit can be reached on a channel: iOffice needs the unit's iOffice and an exchange
     endpoint, email an address and a mail server; paper and the log reach everyone."""
     if channel == "ioffice":
@@ -24,7 +26,11 @@ def reachable(channel: str, email: str | None, has_ioffice: bool, configured: se
 
 
 def choose_channel(
-    order: list[str], email: str | None, has_ioffice: bool, configured: set[str], after: str | None = None
+    order: Sequence[str],
+    email: str | None,
+    has_ioffice: bool,
+    configured: AbstractSet[str],
+    after: str | None = None,
 ) -> str | None:
     """The first channel in the fallback order that reaches the unit (after `after`, when that one failed)."""
     start = order.index(after) + 1 if after in order else 0

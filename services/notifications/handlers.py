@@ -182,17 +182,77 @@ class Reach:
 REACH_COLUMNS = (Contact.unit_id, Contact.name, Contact.email, Contact.has_ioffice)
 
 
+# Where a unit's name and a delivery's id go in a body rendered once for all the recipients of a message.
+UNIT_MARK, DELIVERY_MARK = "\x00unit_name\x00", "\x00delivery_id\x00"
+
+
+@dataclass
+class Letters:
+    """The bodies of one fan-out. The template is rendered once for what all recipients of a message share,
+    with marks where each unit's name and each delivery's id go; a body is then that text with the marks
+    replaced. The first body is rendered in full as well, and the marks are used only when they give the
+    same text (a template that does more with the name than print it is rendered for every message)."""
+
+    marked: dict[tuple[Any, ...], str | None] = field(default_factory=dict)
+
+    def body(
+        self, unit_name: str, subject: str, lines: tuple[str, ...], attachment: str | None, delivery_id: str
+    ) -> str:
+        shared = (subject, lines, attachment)
+        if shared in self.marked:
+            marked = self.marked[shared]
+            if marked is not None:
+                return marked.replace(UNIT_MARK, unit_name).replace(DELIVERY_MARK, delivery_id)
+        body = render_message(unit_name, subject, lines, attachment, delivery_id)
+        if shared not in self.marked:
+            marked = render_message(UNIT_MARK, subject, lines, attachment, DELIVERY_MARK)
+            same = marked.replace(UNIT_MARK, unit_name).replace(DELIVERY_MARK, delivery_id) == body
+            self.marked[shared] = marked if same else None
+        return body
+
+
+def render_message(
+    unit_name: str, subject: str, lines: tuple[str, ...], attachment: str | None, delivery_id: str
+) -> str:
+    return TEMPLATES.get_template("message.txt.j2").render(
+        unit_name=unit_name, subject=subject, lines=lines, attachment=attachment, delivery_id=delivery_id
+    )
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The channel settings every message of a fan-out is routed by, read once."""
+
+    optional_kinds: frozenset[str]
+    document_channels: tuple[str, ...]
+    message_channels: tuple[str, ...]
+    configured: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Routes:
+        return cls(
+            frozenset(settings.listed(settings.optional_kinds)),
+            tuple(settings.listed(settings.document_channels)),
+            tuple(settings.listed(settings.message_channels)),
+            frozenset(configured_channels(settings)),
+        )
+
+
 @dataclass
 class Known:
     """What queueing one event's fan-out needs, read for all its recipients at once (an event to 200 units
     is a few queries, not 600): their contacts and preferences, which deliveries the event has already,
-    and the plans."""
+    and the plans; and what is the same for every message: the time, the channel settings, the bodies'
+    shared text."""
 
     contacts: dict[str, Reach | None]
     preferences: dict[str, Preference | None]
     existing: set[str]  # the ids of the deliveries the trigger has already
     copies: dict[str, PlanCopy | None]
+    now: datetime
+    routes: Routes
     queued: list[dict[str, Any]] = field(default_factory=list)  # deliveries not written yet
+    letters: Letters = field(default_factory=Letters)
 
     def copy(self, session: Session, plan_id: str) -> PlanCopy | None:
         if plan_id not in self.copies:
@@ -224,7 +284,7 @@ def write_queued(uow: UnitOfWork, known: Known) -> None:
     known.queued.clear()
 
 
-def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Known:
+def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message], settings: Settings) -> Known:
     """Read, in a few queries, what queueing `messages` for `trigger_id` will ask about."""
     session = uow.session
     units = {message.recipient_unit_id for message in messages}
@@ -240,6 +300,8 @@ def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message]) -> Know
         preferences={unit: preferences.get(unit) for unit in units},
         existing=existing,
         copies={},
+        now=uow.clock.now(),
+        routes=Routes.of(settings),
     )
 
 
@@ -260,24 +322,25 @@ def enqueue(
     With `known` (a fan-out), the delivery is written by `write_queued` with the others; without, now."""
     settings, session = ctx.settings, uow.session
     if known is None:
-        known = known_for(uow, trigger_id, [message])
+        known = known_for(uow, trigger_id, [message], settings)
         queued = enqueue(ctx, uow, trigger_id, trigger_type, message, body, after, known)
         write_queued(uow, known)
         return queued
+    routes = known.routes
     if (
-        message.kind in settings.listed(settings.optional_kinds)
+        message.kind in routes.optional_kinds
         and message.kind in known.preference(session, message.recipient_unit_id, settings).opted_out
     ):
         return None
     contact = known.contact(session, message.recipient_unit_id)
     kind_order = (
-        settings.document_channels if message.kind in domain.DOCUMENT_KINDS else settings.message_channels
+        routes.document_channels if message.kind in domain.DOCUMENT_KINDS else routes.message_channels
     )
     channel = domain.choose_channel(
-        settings.listed(kind_order),
+        kind_order,
         contact.email if contact else None,
         contact.has_ioffice if contact else False,
-        configured_channels(settings),
+        routes.configured,
         after,
     )
     if channel is None:
@@ -303,7 +366,7 @@ def queue_on(
     if key in known.existing:
         return None
     known.existing.add(key)
-    now = uow.clock.now()
+    now = known.now
     wait = None
     if message.kind in domain.REMINDER_KINDS:
         quiet = domain.quiet_until(
@@ -313,12 +376,12 @@ def queue_on(
     copy = known.copy(uow.session, message.plan_id) if message.plan_id else None
     document = message.kind in domain.DOCUMENT_KINDS and copy is not None
     attachment = docx_name(copy.event["number"]) if document and copy else None
-    body = body or TEMPLATES.get_template("message.txt.j2").render(
-        unit_name=contact.name if contact else message.recipient_unit_id,
-        subject=message.subject,
-        lines=message.lines,
-        attachment=attachment,
-        delivery_id=key,
+    body = body or known.letters.body(
+        contact.name if contact else message.recipient_unit_id,
+        message.subject,
+        message.lines,
+        attachment,
+        key,
     )
     logged = channel == Channel.log.value and wait is None  # the delivery log is the message: nothing to send
     delivery = {
@@ -470,7 +533,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
                 changes["award_quota"] = data.award_quota.model_dump(mode="json")
             replan(uow.session, data.plan_id, data.phases, changes)
         messages = messages_for(envelope, uow.session)
-        known = known_for(uow, envelope.id, messages)
+        known = known_for(uow, envelope.id, messages, ctx.settings)
         for message in messages:
             enqueue(ctx, uow, envelope.id, envelope.type, message, known=known)
         write_queued(uow, known)

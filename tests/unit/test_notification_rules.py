@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 import pytest
 
-from services.notifications import domain
+from services.notifications import domain, handlers
+from services.notifications.handlers import Letters, render_message
 from shared.clock import LOCAL_TZ
 
 ALL = {"ioffice", "email", "paper", "log"}
@@ -97,3 +98,27 @@ def test_one_delivery_id_per_event_recipient_and_channel() -> None:
         )
         == 3
     )
+
+
+RECIPIENTS = [("CĐCS Công ty May 10", "a1"), ("Trường {{ x }} & <b>", "b2"), ("", "c3"), ("CĐCS \\1", "d4")]
+
+
+def test_the_bodies_of_a_fan_out_read_as_if_each_were_rendered_alone() -> None:
+    letters = Letters()
+    lines = ("Kế hoạch số 19/KH-LĐLĐ", "Hạn báo cáo 05/6/2023")
+    for name, delivery in RECIPIENTS:
+        body = letters.body(name, "Đề nghị báo cáo đợt 1", lines, "19-KH-LDLD.docx", delivery)
+        assert body == render_message(name, "Đề nghị báo cáo đợt 1", lines, "19-KH-LDLD.docx", delivery)
+        assert name in body and delivery in body
+
+
+def test_a_template_that_does_more_with_the_name_than_print_it_is_rendered_for_every_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def shouting(name: str, subject: str, lines: tuple[str, ...], file: str | None, delivery: str) -> str:
+        return f"{name.upper()}: {subject} ({delivery})"
+
+    monkeypatch.setattr(handlers, "render_message", shouting)
+    letters = Letters()
+    bodies = [letters.body(name, "Đề nghị", (), None, delivery) for name, delivery in RECIPIENTS]
+    assert bodies == [shouting(name, "Đề nghị", (), None, delivery) for name, delivery in RECIPIENTS]
