@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlmodel import col
 
 from shared.errors import EventRejected
 from shared.events import EVENT_TYPES, Envelope, Event, from_kafka, header_map
 from shared.metrics import Metrics
-from shared.storage import Database, InboxRecord, UnitOfWork, insert_rows
+from shared.storage import Database, InboxRecord, UnitOfWork, columns_in, insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,7 @@ TRANSIENT_ERRORS = (
 )
 # Any other error a handler raises is retried this many times, then the event goes to the DLQ.
 MAX_HANDLER_ATTEMPTS = 3
+INBOX_KEY = (InboxRecord.consumer, InboxRecord.event_id)
 
 
 @dataclass(frozen=True)
@@ -328,16 +327,8 @@ class BatchConsumer:
         )
 
     def _already_processed(self, uow: UnitOfWork, ids: list[str]) -> set[str]:
-        seen: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = uow.session.execute(
-                sa.select(col(InboxRecord.event_id)).where(
-                    col(InboxRecord.consumer) == self.name, col(InboxRecord.event_id).in_(chunk)
-                )
-            )
-            seen.update(rows.scalars())
-        return seen
+        keys = {(self.name, event_id) for event_id in ids}
+        return {row[0] for row in columns_in(uow.session, (InboxRecord.event_id,), INBOX_KEY, keys)}
 
     def _inbox(self, uow: UnitOfWork, event_id: str, outcome: str) -> InboxRecord:
         return InboxRecord(

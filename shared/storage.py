@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from shared.clock import Clock
 from shared.events import Envelope, Event, to_kafka
@@ -131,19 +131,21 @@ def _key_join(dialect: str, columns: tuple[Any, ...]) -> Any:
 def _key_parameters(dialect: str, columns: tuple[Any, ...], keys: list[tuple[Any, ...]]) -> dict[str, Any]:
     if dialect == "postgresql":
         return {f"keys_{c.key}": [key[n] for key in keys] for n, c in enumerate(columns)}
-    return {"keys": json.dumps(keys)}
+    try:  # keys are text and integers, which orjson writes as the standard library does
+        return {"keys": orjson.dumps(keys).decode()}
+    except TypeError:  # an integer beyond 64 bits
+        return {"keys": json.dumps(keys)}
 
 
 def _lookups(session: Session, column: Any, values: Iterable[Any], query: Any) -> Iterator[Any]:
-    """`query` cut to rows whose `column` is one of `values`, as statements with their parameters.
+    """`query` cut to rows whose `column` (a text or integer column, or a tuple of them: whole keys) is one
+    of `values`, as statements with their parameters.
 
-    With a tuple of text or integer columns (a lookup by whole keys), the keys go as a table-valued
-    parameter (an array per column on PostgreSQL, JSON on SQLite) joined on those columns: each key is
-    looked up in the index, where `(a, b, c) IN (…)` makes both databases read far more than they need."""
+    The values go as a table-valued parameter (an array per column on PostgreSQL, JSON on SQLite) joined
+    on the columns: each is looked up in the index, where `(a, b, c) IN (…)` makes both databases read
+    far more than they need, and a long `a IN (…)` is a statement of its own for each number of values."""
     if not isinstance(column, tuple):
-        for part in chunks(values):
-            yield query.where(col(column).in_(part)), {}
-        return
+        column, values = (column,), [(value,) for value in set(values)]
     dialect = session.get_bind().dialect.name
     keys, on = _by_keys(dialect, column)
     ordered = sorted(set(values))

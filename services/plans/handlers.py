@@ -57,7 +57,15 @@ from shared.events import (
 )
 from shared.service import ServiceContext
 from shared.settings import Settings
-from shared.storage import Database, UnitOfWork, columns_in, insert_rows, rows_in, update_rows
+from shared.storage import (
+    Database,
+    UnitOfWork,
+    columns_in,
+    insert_rows,
+    rows_in,
+    table_of,
+    update_rows,
+)
 
 
 class PhaseDraft(BaseModel):
@@ -944,6 +952,24 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     return refused
 
 
+def _claim_phase(column: sa.Column[Any]) -> sa.Update:
+    """Mark a phase's event written (`now` in `column`), unless another instance has marked it already."""
+    phases = table_of(PlanPhase)
+    return (
+        sa.update(phases)
+        .where(phases.c.plan_id == sa.bindparam("plan"), phases.c.seq == sa.bindparam("phase"))
+        .where(column.is_(None))
+        .values({column.key: sa.bindparam("now", type_=column.type)})
+    )
+
+
+# Built once, below the ORM: no objects of this session to keep in step with the claim.
+CLAIM_PHASE = {
+    "open": _claim_phase(table_of(PlanPhase).c.opened_at),
+    "close": _claim_phase(table_of(PlanPhase).c.closed_at),
+}
+
+
 def run_phase_scheduler(ctx: ServiceContext) -> int:
     """Emit PhaseOpened / PhaseClosed for phases whose day has come, exactly once each.
 
@@ -968,23 +994,23 @@ def run_phase_scheduler(ctx: ServiceContext) -> int:
     emitted = 0
     lag = 0.0
     due_on = {(p.plan_id, p.seq): (p.start, (p.end or p.start) + timedelta(days=1)) for p in candidates}
-    plan_columns = (Plan.issuer_unit_id, Plan.campaign_id)
+    moments = domain.phase_events_due(candidates, today)
+    with ctx.db.reading() as session:
+        plan_columns = (Plan.id, Plan.issuer_unit_id, Plan.campaign_id)
+        plan_ids = {plan_id for plan_id, _ in due_on}
+        sent_by = {row[0]: row[1:] for row in columns_in(session, plan_columns, Plan.id, plan_ids)}
     # One transaction per event: a phase event never holds the writer up for long.
-    for moment in domain.phase_events_due(candidates, today):
+    for moment in moments:
         with ctx.db.transaction() as uow:
-            column = PlanPhase.opened_at if moment.kind == "open" else PlanPhase.closed_at
             now = uow.clock.now()
-            claimed = uow.session.execute(
-                sa.update(PlanPhase)
-                .where(col(PlanPhase.plan_id) == moment.plan_id, col(PlanPhase.seq) == moment.seq)
-                .where(col(column).is_(None))
-                .values({column.key: now})  # type: ignore[union-attr]
-            ).rowcount  # type: ignore[attr-defined]
+            claimed = (
+                uow.session.connection()
+                .execute(CLAIM_PHASE[moment.kind], {"plan": moment.plan_id, "phase": moment.seq, "now": now})
+                .rowcount
+            )
             if not claimed:
                 continue  # another instance wrote it first
-            issuer, campaign = uow.session.execute(
-                sa.select(*plan_columns).where(col(Plan.id) == moment.plan_id)
-            ).one()
+            issuer, campaign = sent_by[moment.plan_id]
             event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
             uow.publish(
                 event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
