@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.storage import json_text, json_value
+from shared.storage import _records, json_text, json_value
 
 SCALARS = (
     st.none()
@@ -42,3 +43,67 @@ def test_values_the_standard_library_writes_differently_or_refuses_are_left_to_i
     for refused in ({"day": date(2023, 3, 2)}, {"units": {"g1"}}):
         with pytest.raises(TypeError):
             json_text(refused)
+
+
+RECORDS = sa.Table(
+    "records",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("note", sa.JSON),
+    sa.Column("share", sa.Float),
+    sa.Column("content", sa.LargeBinary),
+    sa.Column("at", sa.DateTime(timezone=True)),
+)
+NAMES = ["id", "document", "note", "share", "content", "at"]
+
+
+def record(**values: Any) -> dict[str, Any]:
+    at = datetime(2026, 12, 7, 9, 30, 0, 250000, tzinfo=UTC)
+    usual = {
+        "id": 1,
+        "document": {"a": [1, "b"]},
+        "note": None,
+        "share": 0.5,
+        "content": b"\x00\xff",
+        "at": at,
+    }
+    return usual | values
+
+
+def test_rows_go_to_postgresql_as_one_json_text_of_each_column_s_text_form() -> None:
+    text = _records(RECORDS, NAMES, [record(), record(id=2, content=None)])
+    assert text is not None
+    assert json.loads(text) == [
+        {
+            "id": 1,
+            "document": {"a": [1, "b"]},
+            "note": None,
+            "share": 0.5,
+            "content": "\\x00ff",
+            "at": "2026-12-07T09:30:00.250000+00:00",
+        },
+        {
+            "id": 2,
+            "document": {"a": [1, "b"]},
+            "note": None,
+            "share": 0.5,
+            "content": None,
+            "at": "2026-12-07T09:30:00.250000+00:00",
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"document": None},  # JSON null where a value is wanted: the recordset would read an SQL null
+        {"document": {"long": 10**30}},  # beyond 64 bits
+        {"document": [float("inf")]},  # orjson would write null
+        {"document": {1: "một"}},  # a key that is not text
+        {"share": float("nan")},
+        {"id": 2**64},
+    ],
+)
+def test_rows_json_would_change_go_as_arrays(values: dict[str, Any]) -> None:
+    assert _records(RECORDS, NAMES, [record(), record(**values)]) is None
