@@ -240,15 +240,26 @@ def _arrays(names: list[str], rows: list[dict[str, Any]]) -> dict[str, list[Any]
     return {f"rows_{name}": [row[name] for row in rows] for name in names}
 
 
-def _given(
-    table: sa.Table, names: list[str], rows: list[dict[str, Any]], numbered: bool = False
-) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: `rows` (their `names` columns) as a table named `rows` a statement reads, with the
-    statement's parameters: one JSON text wherever it carries every value, else an array per column."""
+def _rows_parameters(
+    table: sa.Table, names: list[str], rows: list[dict[str, Any]]
+) -> tuple[bool, dict[str, Any]]:
+    """PostgreSQL: the parameters that send `rows` (their `names` columns) to a statement reading them as
+    the table `rows`: one JSON text wherever it carries every value (True), else an array per column."""
     text = _records(table, names, rows)
     if text is not None:
-        return _recordset(table, names, "rows", numbered), {"rows": text}
-    return _unnested((table.c[name] for name in names), "rows", numbered), _arrays(names, rows)
+        return True, {"rows": text}
+    return False, _arrays(names, rows)
+
+
+def _rows_table(table: sa.Table, names: list[str], as_json: bool, numbered: bool = False) -> Any:
+    if as_json:
+        return _recordset(table, names, "rows", numbered)
+    return _unnested((table.c[name] for name in names), "rows", numbered)
+
+
+# Bulk statements without conditions of their own, built once per table, columns and form of the rows:
+# building one costs more than running it for a row or two (a transaction per phase event, an outbox row).
+_STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
@@ -260,10 +271,14 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         names = list(rows[0])
         missing = [column for column in table.c if column.key not in rows[0]]
         if all(column.default is None or column.default.is_scalar for column in missing):
-            given, parameters = _given(table, names, rows, numbered=True)
-            in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
-            insert = table.insert().from_select(names, in_order)  # serial keys follow the rows' order
-            session.connection().execute(insert, parameters)
+            as_json, parameters = _rows_parameters(table, names, rows)
+            shape = ("insert", table, tuple(names), as_json)
+            if shape not in _STATEMENTS:
+                given = _rows_table(table, names, as_json, numbered=True)
+                in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
+                # serial keys follow the rows' order
+                _STATEMENTS[shape] = table.insert().from_select(names, in_order)
+            session.connection().execute(_STATEMENTS[shape], parameters)
             return
     execute_many(session, table.insert, rows, table, shape=("insert", table.name))
 
@@ -281,12 +296,18 @@ def update_rows(
         latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
         # Changes to one row under conditions are applied one after the other (the first may void the next).
         if len(latest) == len(rows) or not where:
-            given, parameters = _given(table, [*key, *changed], list(latest.values()))
-            update = (
-                table.update()
-                .where(*(table.c[name] == given.c[name] for name in key), *where)
-                .values({name: given.c[name] for name in changed})
-            )
+            as_json, parameters = _rows_parameters(table, [*key, *changed], list(latest.values()))
+            shape = ("update", table, key, tuple(changed), as_json)
+            update = None if where else _STATEMENTS.get(shape)
+            if update is None:
+                given = _rows_table(table, [*key, *changed], as_json)
+                update = (
+                    table.update()
+                    .where(*(table.c[name] == given.c[name] for name in key), *where)
+                    .values({name: given.c[name] for name in changed})
+                )
+                if not where:
+                    _STATEMENTS[shape] = update
             session.connection().execute(update, parameters)
             return
 
@@ -311,9 +332,14 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
         return
     table = table_of(model)
     if _set_based(session):
-        given, parameters = _given(table, list(key), [{name: row[name] for name in key} for row in rows])
-        delete = table.delete().where(*(table.c[name] == given.c[name] for name in key))
-        session.connection().execute(delete, parameters)
+        as_json, parameters = _rows_parameters(
+            table, list(key), [{name: row[name] for name in key} for row in rows]
+        )
+        shape = ("delete", table, key, as_json)
+        if shape not in _STATEMENTS:
+            given = _rows_table(table, list(key), as_json)
+            _STATEMENTS[shape] = table.delete().where(*(table.c[name] == given.c[name] for name in key))
+        session.connection().execute(_STATEMENTS[shape], parameters)
         return
 
     def statement() -> Any:

@@ -332,7 +332,8 @@ def issue_plan(
         unit = below.get(unit_id)
         if unit is None:
             raise FieldError("target_unit_ids", unit_id, f"a unit directly below {issuer.name}")
-        targets.append(Target(unit_id=unit.unit_id, name=unit.name, level=Level(unit.level)))
+        # a registered unit, valid as it was registered
+        targets.append(Target.model_construct(unit_id=unit.unit_id, name=unit.name, level=Level(unit.level)))
 
     plan_id = str(uuid.uuid4())
     event = PlanIssued(
@@ -362,7 +363,8 @@ def issue_plan(
     prepare_deliveries(uow, event, below)
     uow.publish(event, unit=issuer.unit_id, correlation_id=event.campaign_id, causation=causation)
     warnings = domain.warnings_for(number, command.issued_on, phases)
-    return IssuedPlan(**event.model_dump(), warnings=[vars(w) for w in warnings])
+    # The event is valid already: it is not validated again (a district's plan lists ~200 units).
+    return IssuedPlan.model_construct(**dict(event), warnings=[vars(w) for w in warnings])
 
 
 def prepare_deliveries(uow: UnitOfWork, plan: PlanIssued, known: dict[str, Any]) -> int:
@@ -472,7 +474,7 @@ def ancestors(session: Session, unit_id: str, on: date) -> list[str]:
 
 def check_recipients(session: Session, issuer_id: str, recipients: list[Recipient], on: date) -> None:
     """Units a plan is executed by are below its issuer; units it is reported to are above it."""
-    above = ancestors(session, issuer_id, on)
+    above = ancestors(session, issuer_id, on) if recipients else []
     for index, recipient in enumerate(recipients, start=1):
         field = f"recipients[{index}].unit_id"
         if recipient.unit_id is None or recipient.purpose == "archive":
@@ -963,6 +965,7 @@ def _claim_phase(column: sa.Column[Any]) -> sa.Update:
     )
 
 
+PHASE_EVENTS_PER_TRANSACTION = 200
 # Built once, below the ORM: no objects of this session to keep in step with the claim.
 CLAIM_PHASE = {
     "open": _claim_phase(table_of(PlanPhase).c.opened_at),
@@ -999,26 +1002,25 @@ def run_phase_scheduler(ctx: ServiceContext) -> int:
         plan_columns = (Plan.id, Plan.issuer_unit_id, Plan.campaign_id)
         plan_ids = {plan_id for plan_id, _ in due_on}
         sent_by = {row[0]: row[1:] for row in columns_in(session, plan_columns, Plan.id, plan_ids)}
-    # One transaction per event: a phase event never holds the writer up for long.
-    for moment in moments:
+    # A few hundred events per transaction: the writer is never held up for long, and a cascade's thousands
+    # of phase events do not wait for a commit each.
+    for start in range(0, len(moments), PHASE_EVENTS_PER_TRANSACTION):
         with ctx.db.transaction() as uow:
             now = uow.clock.now()
-            claimed = (
-                uow.session.connection()
-                .execute(CLAIM_PHASE[moment.kind], {"plan": moment.plan_id, "phase": moment.seq, "now": now})
-                .rowcount
-            )
-            if not claimed:
-                continue  # another instance wrote it first
-            issuer, campaign = sent_by[moment.plan_id]
-            event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
-            uow.publish(
-                event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
-                unit=issuer,
-                correlation_id=campaign,
-            )
-            emitted += 1
-            opens, closes = due_on[(moment.plan_id, moment.seq)]
-            lag = max(lag, (now - local_midnight(opens if moment.kind == "open" else closes)).total_seconds())
+            for moment in moments[start : start + PHASE_EVENTS_PER_TRANSACTION]:
+                claim = {"plan": moment.plan_id, "phase": moment.seq, "now": now}
+                if not uow.session.connection().execute(CLAIM_PHASE[moment.kind], claim).rowcount:
+                    continue  # another instance wrote it first
+                issuer, campaign = sent_by[moment.plan_id]
+                event_type = PhaseOpened if moment.kind == "open" else PhaseClosed
+                uow.publish(
+                    event_type(plan_id=moment.plan_id, phase_seq=moment.seq, at=now),
+                    unit=issuer,
+                    correlation_id=campaign,
+                )
+                emitted += 1
+                opens, closes = due_on[(moment.plan_id, moment.seq)]
+                late = now - local_midnight(opens if moment.kind == "open" else closes)
+                lag = max(lag, late.total_seconds())
     ctx.metrics.scheduler_lag.labels(ctx.name).set(lag)
     return emitted
