@@ -131,12 +131,13 @@ def _recordset(table: sa.Table, names: Iterable[str], name: str, numbered: bool 
     place, from 1, as `ordinality`. The driver sends one text written by orjson, where arrays of values
     cost it ten times the time in Python (and the server twice the time)."""
     record: Any = sa.literal_column(f"NULL::{_POSTGRESQL.identifier_preparer.format_table(table)}")
-    text = sa.cast(sa.bindparam(name, type_=sa.Text), postgresql.JSON)
+    # UTF-8 bytes, as orjson writes them: no copy as a Python string on the way
+    text = sa.cast(sa.func.convert_from(sa.bindparam(name, type_=sa.LargeBinary), "UTF8"), postgresql.JSON)
     rows = sa.func.json_populate_recordset(record, text)
     return rows.table_valued(*names, with_ordinality="ordinality" if numbered else None).alias(name)
 
 
-def _records(table: sa.Table, names: list[str], rows: list[dict[str, Any]]) -> str | None:
+def _records(table: sa.Table, names: list[str], rows: list[dict[str, Any]]) -> bytes | None:
     """`rows` (dicts keyed by column) as the JSON text `_recordset` reads, or None where JSON would not
     carry a value as the driver does: a value orjson cannot write, a non-finite number (orjson writes
     null), a JSON column's value orjson writes otherwise than `json_text` would, or none at all where the
@@ -159,7 +160,7 @@ def _records(table: sa.Table, names: list[str], rows: list[dict[str, Any]]) -> s
             values = [row[name] for row in rows for name in documents]
             if orjson.loads(orjson.dumps(values)) != values:
                 return None
-        return orjson.dumps(rows).decode()
+        return orjson.dumps(rows)
     except TypeError:  # orjson.JSONEncodeError
         return None
 
@@ -183,9 +184,10 @@ def _key_parameters(dialect: str, columns: tuple[Any, ...], keys: list[tuple[Any
         names = [c.expression.name for c in columns]
         found = [dict(zip(names, key, strict=True)) for key in keys]
     try:  # keys are text and integers, which orjson writes as the standard library does
-        return {"keys": orjson.dumps(found).decode()}
+        written = orjson.dumps(found)
     except TypeError:  # an integer beyond 64 bits
-        return {"keys": json.dumps(found)}
+        written = json.dumps(found).encode()
+    return {"keys": written if dialect == "postgresql" else written.decode()}
 
 
 def _lookups(session: Session, column: Any, values: Iterable[Any], query: Any) -> Iterator[Any]:
@@ -257,13 +259,22 @@ def _rows_table(table: sa.Table, names: list[str], as_json: bool, numbered: bool
     return _unnested((table.c[name] for name in names), "rows", numbered)
 
 
+ROWS_PER_STATEMENT = 2000  # a bulk write's text stays a few megabytes, however many rows it has
+
+
+def _parts(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        yield rows[start : start + ROWS_PER_STATEMENT]
+
+
 # Bulk statements without conditions of their own, built once per table, columns and form of the rows:
 # building one costs more than running it for a row or two (a transaction per phase event, an outbox row).
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert rows (dicts with every column) in one statement, below the ORM: for writing many rows fast."""
+    """Insert rows (dicts with every column) in a statement per ROWS_PER_STATEMENT, below the ORM: for
+    writing many rows fast."""
     if not rows:
         return
     table = table_of(model)
@@ -271,14 +282,15 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         names = list(rows[0])
         missing = [column for column in table.c if column.key not in rows[0]]
         if all(column.default is None or column.default.is_scalar for column in missing):
-            as_json, parameters = _rows_parameters(table, names, rows)
-            shape = ("insert", table, tuple(names), as_json)
-            if shape not in _STATEMENTS:
-                given = _rows_table(table, names, as_json, numbered=True)
-                in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
-                # serial keys follow the rows' order
-                _STATEMENTS[shape] = table.insert().from_select(names, in_order)
-            session.connection().execute(_STATEMENTS[shape], parameters)
+            for part in _parts(rows):
+                as_json, parameters = _rows_parameters(table, names, part)
+                shape = ("insert", table, tuple(names), as_json)
+                if shape not in _STATEMENTS:
+                    given = _rows_table(table, names, as_json, numbered=True)
+                    in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
+                    # serial keys follow the rows' order
+                    _STATEMENTS[shape] = table.insert().from_select(names, in_order)
+                session.connection().execute(_STATEMENTS[shape], parameters)
             return
     execute_many(session, table.insert, rows, table, shape=("insert", table.name))
 
@@ -287,7 +299,7 @@ def update_rows(
     session: Session, model: Any, key: tuple[str, ...], rows: list[dict[str, Any]], *where: Any
 ) -> None:
     """Update rows found by their `key` columns (that match `where`) to the other values each dict holds,
-    in one statement, below the ORM."""
+    in a statement per ROWS_PER_STATEMENT, below the ORM."""
     if not rows:
         return
     table = table_of(model)
@@ -296,19 +308,20 @@ def update_rows(
         latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
         # Changes to one row under conditions are applied one after the other (the first may void the next).
         if len(latest) == len(rows) or not where:
-            as_json, parameters = _rows_parameters(table, [*key, *changed], list(latest.values()))
-            shape = ("update", table, key, tuple(changed), as_json)
-            update = None if where else _STATEMENTS.get(shape)
-            if update is None:
-                given = _rows_table(table, [*key, *changed], as_json)
-                update = (
-                    table.update()
-                    .where(*(table.c[name] == given.c[name] for name in key), *where)
-                    .values({name: given.c[name] for name in changed})
-                )
-                if not where:
-                    _STATEMENTS[shape] = update
-            session.connection().execute(update, parameters)
+            for part in _parts(list(latest.values())):
+                as_json, parameters = _rows_parameters(table, [*key, *changed], part)
+                shape = ("update", table, key, tuple(changed), as_json)
+                update = None if where else _STATEMENTS.get(shape)
+                if update is None:
+                    given = _rows_table(table, [*key, *changed], as_json)
+                    update = (
+                        table.update()
+                        .where(*(table.c[name] == given.c[name] for name in key), *where)
+                        .values({name: given.c[name] for name in changed})
+                    )
+                    if not where:
+                        _STATEMENTS[shape] = update
+                session.connection().execute(update, parameters)
             return
 
     def statement() -> Any:
@@ -327,19 +340,18 @@ def update_rows(
 
 
 def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    """Delete rows found by their `key` columns, in one statement, below the ORM."""
+    """Delete rows found by their `key` columns, in a statement per ROWS_PER_STATEMENT, below the ORM."""
     if not rows:
         return
     table = table_of(model)
     if _set_based(session):
-        as_json, parameters = _rows_parameters(
-            table, list(key), [{name: row[name] for name in key} for row in rows]
-        )
-        shape = ("delete", table, key, as_json)
-        if shape not in _STATEMENTS:
-            given = _rows_table(table, list(key), as_json)
-            _STATEMENTS[shape] = table.delete().where(*(table.c[name] == given.c[name] for name in key))
-        session.connection().execute(_STATEMENTS[shape], parameters)
+        for part in _parts([{name: row[name] for name in key} for row in rows]):
+            as_json, parameters = _rows_parameters(table, list(key), part)
+            shape = ("delete", table, key, as_json)
+            if shape not in _STATEMENTS:
+                given = _rows_table(table, list(key), as_json)
+                _STATEMENTS[shape] = table.delete().where(*(table.c[name] == given.c[name] for name in key))
+            session.connection().execute(_STATEMENTS[shape], parameters)
         return
 
     def statement() -> Any:

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
+import pytest
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
@@ -19,6 +20,7 @@ from services.notifications.handlers import remember_plan, report_requests
 from services.notifications.models import Expectation
 from services.reporting.models import ReportVersion, UnitContribution
 from services.runtime import DEFINITIONS, Runtime, create_app
+from shared import storage
 from shared.clock import ManualClock
 from shared.consumer import MAX_HANDLER_ATTEMPTS, BatchConsumer, EventHandlers, Record
 from shared.events import (
@@ -365,10 +367,13 @@ def test_threads_of_a_service_write_in_turn_and_lose_nothing(database_url: str) 
         again.dispose()
 
 
-def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(database_url: str) -> None:
-    """Bulk writes (one statement for many rows, below the ORM) keep the rows' order, give back JSON and
+def test_rows_written_in_bulk_keep_their_order_their_values_and_the_last_change(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk writes (a statement for many rows, below the ORM) keep the rows' order, give back JSON and
     bytes as written, of two changes to one row keep the last, where `where` allows, and delete exactly
-    the rows named by their key."""
+    the rows named by their key: in one statement, and cut into statements of three rows."""
+    monkeypatch.setattr(storage, "ROWS_PER_STATEMENT", 3)
     db = Database(database_url.format(service="plans"), source="/test", prefix="t", clock=ManualClock(NOW))
     upgrade(db.engine, DEFINITIONS["plans"].migrations)
     headers = [["ce_id", "x"], ["ce_unit", 'Liên đoàn "quận" 1']]
