@@ -194,7 +194,7 @@ def _lookups(session: Session, column: Any, values: Iterable[Any], query: Any) -
     """`query` cut to rows whose `column` (a text or integer column, or a tuple of them: whole keys) is one
     of `values`, as statements with their parameters.
 
-    The values go as a table-valued parameter (an array per column on PostgreSQL, JSON on SQLite) joined
+    The values go as one table-valued parameter (JSON, see `_recordset` on PostgreSQL) joined
     on the columns: each is looked up in the index, where `(a, b, c) IN (…)` makes both databases read
     far more than they need, and a long `a IN (…)` is a statement of its own for each number of values."""
     if not isinstance(column, tuple):
@@ -272,6 +272,16 @@ def _parts(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
 _STATEMENTS: dict[tuple[Any, ...], Any] = {}
 
 
+def _built(shape: tuple[Any, ...] | None, build: Callable[[bool], Any], as_json: bool) -> Any:
+    """The statement `build(as_json)` makes, built once for `shape` and the rows' form (or each time, for
+    no shape: a statement with conditions of its own)."""
+    if shape is None:
+        return build(as_json)
+    if (*shape, as_json) not in _STATEMENTS:
+        _STATEMENTS[(*shape, as_json)] = build(as_json)
+    return _STATEMENTS[(*shape, as_json)]
+
+
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
     """Insert rows (dicts with every column) in a statement per ROWS_PER_STATEMENT, below the ORM: for
     writing many rows fast."""
@@ -282,15 +292,17 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         names = list(rows[0])
         missing = [column for column in table.c if column.key not in rows[0]]
         if all(column.default is None or column.default.is_scalar for column in missing):
+
+            def insert(as_json: bool) -> Any:
+                given = _rows_table(table, names, as_json, numbered=True)
+                in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
+                return table.insert().from_select(names, in_order)  # serial keys follow the rows' order
+
             for part in _parts(rows):
                 as_json, parameters = _rows_parameters(table, names, part)
-                shape = ("insert", table, tuple(names), as_json)
-                if shape not in _STATEMENTS:
-                    given = _rows_table(table, names, as_json, numbered=True)
-                    in_order = sa.select(*(given.c[name] for name in names)).order_by(given.c.ordinality)
-                    # serial keys follow the rows' order
-                    _STATEMENTS[shape] = table.insert().from_select(names, in_order)
-                session.connection().execute(_STATEMENTS[shape], parameters)
+                session.connection().execute(
+                    _built(("insert", table, tuple(names)), insert, as_json), parameters
+                )
             return
     execute_many(session, table.insert, rows, table, shape=("insert", table.name))
 
@@ -308,20 +320,19 @@ def update_rows(
         latest = {tuple(row[name] for name in key): row for row in rows}  # the last change to a row wins
         # Changes to one row under conditions are applied one after the other (the first may void the next).
         if len(latest) == len(rows) or not where:
+
+            def update(as_json: bool) -> Any:
+                given = _rows_table(table, [*key, *changed], as_json)
+                return (
+                    table.update()
+                    .where(*(table.c[name] == given.c[name] for name in key), *where)
+                    .values({name: given.c[name] for name in changed})
+                )
+
             for part in _parts(list(latest.values())):
                 as_json, parameters = _rows_parameters(table, [*key, *changed], part)
-                shape = ("update", table, key, tuple(changed), as_json)
-                update = None if where else _STATEMENTS.get(shape)
-                if update is None:
-                    given = _rows_table(table, [*key, *changed], as_json)
-                    update = (
-                        table.update()
-                        .where(*(table.c[name] == given.c[name] for name in key), *where)
-                        .values({name: given.c[name] for name in changed})
-                    )
-                    if not where:
-                        _STATEMENTS[shape] = update
-                session.connection().execute(update, parameters)
+                shape = None if where else ("update", table, key, tuple(changed))
+                session.connection().execute(_built(shape, update, as_json), parameters)
             return
 
     def statement() -> Any:
@@ -345,13 +356,14 @@ def delete_rows(session: Session, model: Any, key: tuple[str, ...], rows: list[d
         return
     table = table_of(model)
     if _set_based(session):
+
+        def delete(as_json: bool) -> Any:
+            given = _rows_table(table, list(key), as_json)
+            return table.delete().where(*(table.c[name] == given.c[name] for name in key))
+
         for part in _parts([{name: row[name] for name in key} for row in rows]):
             as_json, parameters = _rows_parameters(table, list(key), part)
-            shape = ("delete", table, key, as_json)
-            if shape not in _STATEMENTS:
-                given = _rows_table(table, list(key), as_json)
-                _STATEMENTS[shape] = table.delete().where(*(table.c[name] == given.c[name] for name in key))
-            session.connection().execute(_STATEMENTS[shape], parameters)
+            session.connection().execute(_built(("delete", table, key), delete, as_json), parameters)
         return
 
     def statement() -> Any:

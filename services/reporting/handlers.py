@@ -342,18 +342,24 @@ REVIEW_KEY = (Review.plan_id, Review.phase_seq, Review.unit_id)
 
 @dataclass(frozen=True)
 class Terms:
-    """A plan's phases by number, the day each ends, and its indicators: worked out once for all the
-    reports on the plan that are checked together, not once for each."""
+    """A plan's phases by number, the day each ends, each one's report deadline (as `due_of`) and the
+    plan's indicators: worked out once for all the reports on the plan that are checked or counted
+    together, not once for each."""
 
     phases: dict[int, dict[str, Any]]
     ends: dict[int, date | None]
+    dues: dict[int, date | None]
     indicators: tuple[Indicator, ...]
 
     @classmethod
     def of(cls, plan: PlanView) -> Terms:
         phases = {phase["seq"]: phase for phase in reversed(plan.phases)}  # the first of a number wins
         ends = {seq: date.fromisoformat(p["end"]) if p.get("end") else None for seq, p in phases.items()}
-        return cls(phases, ends, indicators_of(plan))
+        dues = {
+            seq: date.fromisoformat(p["report_due"]) if p.get("report_due") else None
+            for seq, p in phases.items()
+        }
+        return cls(phases, ends, dues, indicators_of(plan))
 
 
 @dataclass
@@ -697,27 +703,23 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
         )
     }
     totals = Totals()
-    indicators = {plan_id: indicators_of(plan) for plan_id, plan in plans.items()}
+    terms = {plan_id: Terms.of(plan) for plan_id, plan in plans.items()}
     first: list[dict[str, Any]] = []  # units contributing for the first time
     moved: list[dict[str, Any]] = []  # units whose contribution changed
     received: Counter[str] = Counter()  # reports counted for the first time, on time or late
-    dues: dict[tuple[str, int], date | None] = {}  # None: no such phase
     for plan_id, phase_seq, unit_id in sorted(keys):
         plan = plans.get(plan_id)
-        if plan is None:
+        if plan is None or phase_seq not in terms[plan_id].phases:
             continue
-        if (plan_id, phase_seq) not in dues:
-            # An undated phase has no reports yet, only expectations.
-            known = phase_of(plan, phase_seq) is not None
-            dues[(plan_id, phase_seq)] = (due_of(plan, phase_seq) or date.max) if known else None
-        due = dues[(plan_id, phase_seq)]
-        if due is None:
-            continue
+        # An undated phase has no reports yet, only expectations.
+        due = terms[plan_id].dues[phase_seq] or date.max
         versions = versions_of.get((plan_id, phase_seq, unit_id), [])
         expected = (plan_id, phase_seq, unit_id) in targets
         stored = contributions.get((plan_id, phase_seq, unit_id))
         old = domain.Contribution.from_dict(stored[1] if stored else None)
-        new = domain.contribution(versions, due, bool(stored and stored[0]), indicators[plan_id], expected)
+        new = domain.contribution(
+            versions, due, bool(stored and stored[0]), terms[plan_id].indicators, expected
+        )
         delta = domain.difference(new, old)
         if not delta:
             continue
