@@ -177,7 +177,9 @@ class Runtime:
         async def consume(message: KafkaMessage) -> None:
             raw = message.raw_message
             records = raw if isinstance(raw, tuple) else (raw,)
-            await consumer.handle([Record.of(record) for record in records])
+            await consumer.handle(
+                [Record.of(record) for record in records if consumer.handlers.takes(record.headers)]
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import anyio
@@ -94,6 +95,7 @@ class EventHandlers:
         def register(handler: Handler) -> Handler:
             for event_type in event_types:
                 self.handlers[event_type.type_name()] = handler
+            self.__dict__.pop("_unused", None)
             return handler
 
         return register
@@ -104,6 +106,7 @@ class EventHandlers:
         def register(handler: BatchHandler) -> BatchHandler:
             for event_type in event_types:
                 self.batch_handlers[event_type.type_name()] = handler
+            self.__dict__.pop("_unused", None)
             return handler
 
         return register
@@ -125,6 +128,18 @@ class EventHandlers:
     def unused(self) -> frozenset[str]:
         """The known event types this service has no use for (a stream carries several types)."""
         return frozenset(EVENT_TYPES) - set(self.handlers) - set(self.batch_handlers)
+
+    def takes(self, headers: Any) -> bool:
+        """Whether a Kafka record (by its raw headers) is of a type this service reads: a record of a type
+        it has no use for is passed over before anything of it is decoded."""
+        for name, value in headers or ():
+            if name == "ce_type":
+                return bytes(value or b"").decode("utf-8", "replace") not in self._unused
+        return True
+
+    @cached_property
+    def _unused(self) -> frozenset[str]:
+        return self.unused
 
 
 def reports_for_others(envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -167,7 +182,8 @@ class BatchConsumer:
         metrics.init_consumer(name, handlers.streams)
 
     async def handle(self, records: list[Record]) -> None:
-        await anyio.to_thread.run_sync(self.process, records)
+        if records:
+            await anyio.to_thread.run_sync(self.process, records)
 
     def process(self, records: list[Record]) -> None:
         """Apply a batch; returns once it is committed. Raises only when the consumer is stopping.
@@ -175,7 +191,7 @@ class BatchConsumer:
         Events of a known type this service has no use for are passed over unread (the plans stream
         carries every unit's acknowledgement, which only the plans service counts)."""
         decoded: list[tuple[Record, Envelope | EventRejected]] = []
-        unused = self.handlers.unused
+        unused = self.handlers._unused
         for record in records:
             if record.headers.get("ce_type") in unused:
                 continue
@@ -185,6 +201,8 @@ class BatchConsumer:
                 decoded.append((record, rejection))
             except Exception as error:  # whatever a hostile record does, it must not jam the partition
                 decoded.append((record, EventRejected("invalid_payload", f"{type(error).__name__}: {error}")))
+        if not decoded:
+            return  # nothing this service reads: no transaction to open
         delay = 0.1
         while True:
             started = time.perf_counter()

@@ -231,6 +231,12 @@ def test_events_of_a_type_the_service_has_no_use_for_are_passed_over(database_ur
             dead = session.exec(select(OutboxRecord.topic)).all()
         assert sorted(inbox) == sorted([(event.id, "processed"), ("strange-1", "dead_letter")])
         assert dead == ["t.reports.dlq"]
+        # As they come from Kafka, such records are passed over by their raw headers, before decoding.
+        raw = [(name, value.encode()) for name, value in strange.items()]
+        assert not consumer.handlers.takes(headers)
+        assert consumer.handlers.takes(to_kafka(event)[2])
+        assert consumer.handlers.takes(raw)  # an unknown type is read, to be dead-lettered
+        assert consumer.handlers.takes([])  # so is a record without a type
     finally:
         db.dispose()
 
