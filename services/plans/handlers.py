@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections import Counter
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -401,6 +402,7 @@ def store_plan(
 ) -> None:
     """Keep a plan — issued here, or received from another registry — with its phases and targets."""
     session = uow.session
+    targets = plan.targets if targets is None else targets
     session.add(
         Plan(
             id=plan.plan_id,
@@ -421,6 +423,7 @@ def store_plan(
             report_after_phase_end=plan.report_after_phase_end,
             received=received,
             created_at=uow.clock.now(),
+            grassroots_sent=sum(target.level == Level.grassroots for target in targets),
         )
     )
     for phase in plan.phases:
@@ -434,7 +437,7 @@ def store_plan(
             "level": t.level.value,
             "acknowledged_at": None,
         }
-        for t in (plan.targets if targets is None else targets)
+        for t in targets
     ]
     insert_rows(session, PlanTarget, sent_to)  # a district's plan goes to ~200 units: one statement
 
@@ -504,7 +507,7 @@ def acknowledgement_error(status: str | None, sent: bool, plan_id: str, unit_id:
 def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
     """A target unit acknowledges (deploys) a plan and PlanAcknowledged is published; returns False if it
     already had."""
-    plan = uow.session.get(Plan, plan_id)
+    plan = uow.session.get(Plan, plan_id, with_for_update=True)  # its count of deployed units changes
     target = uow.session.get(PlanTarget, (plan_id, unit_id))
     error = acknowledgement_error(plan and plan.status, target is not None, plan_id, unit_id)
     if error:
@@ -514,6 +517,9 @@ def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
         return False
     target.acknowledged_at = uow.clock.now()
     uow.session.add(target)
+    if target.level == Level.grassroots.value:
+        plan.grassroots_deployed += 1
+        uow.session.add(plan)
     uow.publish(
         PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=target.acknowledged_at),
         unit=unit_id,
@@ -619,19 +625,16 @@ def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
     if plan is None:
         raise FieldError("plan_id", plan_id, "a plan known to this registry")
     # The campaign's plans as (id, lineage) columns: an officer's dashboard polls this while it cascades.
-    cascade = [
-        other_id
-        for other_id, lineage in session.execute(
-            sa.select(Plan.id, Plan.lineage).where(Plan.campaign_id == plan.campaign_id)
+    cascade = session.execute(
+        sa.select(Plan.id, Plan.lineage, Plan.grassroots_sent, Plan.grassroots_deployed).where(
+            Plan.campaign_id == plan.campaign_id
         )
-        if other_id == plan_id or any(ref["plan_id"] == plan_id for ref in lineage)
-    ]
-    sent, deployed = session.exec(
-        select(sa.func.count(), sa.func.count(col(PlanTarget.acknowledged_at))).where(
-            col(PlanTarget.plan_id).in_(cascade), PlanTarget.level == Level.grassroots.value
-        )
-    ).one()
-    return int(sent), int(deployed)
+    )
+    sent = deployed = 0
+    for other_id, lineage, other_sent, other_deployed in cascade:
+        if other_id == plan_id or any(ref["plan_id"] == plan_id for ref in lineage):
+            sent, deployed = sent + other_sent, deployed + other_deployed
+    return sent, deployed
 
 
 def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None:
@@ -919,15 +922,24 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     refused ones: for another unit, for a plan no longer in force, or from a unit it was not sent to."""
     session = uow.session
     acks = [envelope.data for envelope in envelopes]
-    status = dict(columns_in(session, (Plan.id, Plan.status), Plan.id, [ack.plan_id for ack in acks]))  # type: ignore[attr-defined]
+    # The plans are locked first, in order: their counts of deployed units change, and another instance
+    # acknowledging for the same plans waits for this batch and then sees its targets acknowledged.
+    plans = session.execute(
+        sa.select(Plan.id, Plan.status, Plan.grassroots_deployed)
+        .where(col(Plan.id).in_(sorted({ack.plan_id for ack in acks})))  # type: ignore[attr-defined]
+        .order_by(col(Plan.id))
+        .with_for_update()
+    ).all()
+    status = {plan_id: plan_status for plan_id, plan_status, _ in plans}
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
     target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
-    acknowledged = {
-        (plan_id, unit_id): at is not None
-        for plan_id, unit_id, at in columns_in(
-            session, (*target_key, PlanTarget.acknowledged_at), target_key, keys
-        )
-    }
+    acknowledged, grassroots = {}, set()
+    for plan_id, unit_id, at, level in columns_in(
+        session, (*target_key, PlanTarget.acknowledged_at, PlanTarget.level), target_key, keys
+    ):
+        acknowledged[(plan_id, unit_id)] = at is not None
+        if level == Level.grassroots.value:
+            grassroots.add((plan_id, unit_id))
     refused: dict[str, EventRejected] = {}
     now = uow.clock.now()
     newly: set[tuple[str, str]] = set()
@@ -951,6 +963,13 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
         {"plan_id": plan_id, "unit_id": unit_id, "acknowledged_at": now} for plan_id, unit_id in sorted(newly)
     ]
     update_rows(session, PlanTarget, ("plan_id", "unit_id"), rows, col(PlanTarget.acknowledged_at).is_(None))
+    deployed = Counter(plan_id for plan_id, unit_id in newly & grassroots)
+    counts = [
+        {"id": plan_id, "grassroots_deployed": before + deployed[plan_id]}
+        for plan_id, _, before in plans
+        if deployed[plan_id]
+    ]
+    update_rows(session, Plan, ("id",), counts)
     return refused
 
 

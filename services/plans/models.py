@@ -65,6 +65,10 @@ class Plan(SQLModel, table=True):
     received: bool = False
     status: str = Field(default="issued", max_length=20)
     created_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    # The grassroots units it was sent to, and those of them that acknowledged it, kept as they change:
+    # a cascade's deployment adds up one row per plan, not one per unit.
+    grassroots_sent: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    grassroots_deployed: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PlanPhase(SQLModel, table=True):

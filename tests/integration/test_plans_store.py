@@ -337,6 +337,27 @@ def test_a_plan_cascades_three_levels_with_earlier_deadlines_deployment_and_regi
         with db.reading() as session:
             assert subtree_deployment(session, top.plan_id) == (2, 1)
             assert subtree_deployment(session, plans["lb"].id) == (2, 1)
+        # The same unit again, by its own system; the other by its system, twice in one batch.
+        acks = [("lb-1", plans["lb"].id), ("lb-2", plans["lb"].id), ("lb-2", plans["lb"].id)]
+        events = [
+            Envelope.wrap(
+                PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=clock.now()),
+                source="/ioffice",
+                unit=unit_id,
+                time=clock.now(),
+            )
+            for unit_id, plan_id in acks
+        ]
+        with db.transaction() as uow:
+            assert acknowledge(uow, plans["lb"].id, "lb-1") is False
+            assert record_acknowledgements(uow, events) == {}
+        with db.reading() as session:
+            assert subtree_deployment(session, top.plan_id) == (2, 2)
+            assert subtree_deployment(session, plans["hn"].id) == (2, 2)
+            counted = session.exec(select(Plan.grassroots_sent, Plan.grassroots_deployed)).all()
+            targets = session.exec(select(PlanTarget).where(PlanTarget.level == "grassroots")).all()
+        assert sorted(counted) == [(0, 0), (0, 0), (2, 2)]  # the grassroots unions have the district's plan
+        assert len(targets) == 2 and all(t.acknowledged_at for t in targets)
 
         clock.set(datetime(2023, 3, 16, 2, tzinfo=UTC))
         with db.transaction() as uow:
