@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, NonNegativeInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("plans", "reporting", "notifications", "awards")
@@ -43,6 +43,12 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+
+    # Python's garbage collector in a service's process: (allocations before a young pass, young passes
+    # before a middle one, middle passes before a full one). A batch's thousands of short-lived objects
+    # outlive Python's default first two passes (700, 10, 10), and each full pass then walked the whole
+    # heap: 40 % of a service's CPU in the national benchmark. "[700, 10, 10]" restores the defaults.
+    gc_thresholds: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (10_000, 50, 100)
 
     consumer_batch_size: int = 2000
     consumer_batch_timeout_ms: int = 100
