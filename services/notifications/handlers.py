@@ -570,22 +570,24 @@ def send_reminders(ctx: ServiceContext) -> int:
             .order_by(col(Expectation.unit_id), col(Expectation.due_on))
         ).all()
         by_unit: dict[str, list[tuple[Expectation, int, PlanIssued]]] = {}
-        plans: dict[str, PlanCopy | None] = {}
+        plans: dict[str, PlanIssued | None] = {}  # each plan read once, however many units owe on it
         for expectation in owing:
             assert expectation.due_on is not None
             lead = domain.reminder_lead(expectation.due_on, today, leads, expectation.reminded_at_lead)
             if lead is None:
                 continue
             if expectation.plan_id not in plans:
-                plans[expectation.plan_id] = session.get(PlanCopy, expectation.plan_id)
-            copy = plans[expectation.plan_id]
-            if copy is None or copy.revoked:
+                copy = session.get(PlanCopy, expectation.plan_id)
+                in_force = copy is not None and not copy.revoked
+                plans[expectation.plan_id] = (
+                    PlanIssued.model_validate(copy.event) if copy and in_force else None
+                )
+            plan = plans[expectation.plan_id]
+            if plan is None:
                 continue
             expectation.reminded_at_lead = lead
             session.add(expectation)
-            by_unit.setdefault(expectation.unit_id, []).append(
-                (expectation, lead, PlanIssued.model_validate(copy.event))
-            )
+            by_unit.setdefault(expectation.unit_id, []).append((expectation, lead, plan))
         for unit_id, items in by_unit.items():
             created += remind_unit(ctx, uow, unit_id, items, today)
     return created
