@@ -692,6 +692,10 @@ def writer_turn(url: str) -> AbstractContextManager[Any]:
 # share of its rows when last analyzed, is analyzed again (autovacuum's rule, checked at every tick).
 STATISTICS_MIN_CHANGES = 1000
 STATISTICS_SHARE = 0.5
+# What the planner needs of them is mostly how many rows a table holds: these refreshes sample 3,000 rows
+# (PostgreSQL samples 300 per unit of the target; its default of 100 samples 30,000). Analyzing a busy
+# outbox with the default took half a second, 15 % of the server's time in the national benchmark.
+STATISTICS_TARGET = 10
 _OUTGROWN_TABLES = sa.text(
     "SELECT s.relname FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid"
     " WHERE s.schemaname = current_schema()"
@@ -758,6 +762,7 @@ class Database:
         with self.engine.connect() as connection:
             parameters = {"least": STATISTICS_MIN_CHANGES, "share": STATISTICS_SHARE}
             outgrown = list(connection.execute(_OUTGROWN_TABLES, parameters).scalars())
+            connection.exec_driver_sql(f"SET LOCAL default_statistics_target = {STATISTICS_TARGET}")
             for table in outgrown:
                 connection.exec_driver_sql(f"ANALYZE {quote(table)}")
             connection.commit()

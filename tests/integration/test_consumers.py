@@ -41,6 +41,7 @@ from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.settings import Settings
 from shared.storage import (
+    STATISTICS_TARGET,
     Database,
     InboxRecord,
     OutboxRecord,
@@ -524,7 +525,15 @@ def test_tables_that_outgrow_their_statistics_are_analyzed(database_url: str) ->
             analyzed = session.execute(
                 text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'inbox'")
             ).scalar_one()
+            # From a small sample: a histogram of STATISTICS_TARGET buckets (the default would make 100).
+            bounds = session.execute(
+                text(
+                    "SELECT array_length(histogram_bounds::text::text[], 1) FROM pg_stats "
+                    "WHERE tablename = 'inbox' AND attname = 'event_id'"
+                )
+            ).scalar_one()
         assert analyzed
+        assert bounds == STATISTICS_TARGET + 1
     finally:
         db.dispose()
 
