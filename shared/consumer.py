@@ -95,7 +95,7 @@ class EventHandlers:
         def register(handler: Handler) -> Handler:
             for event_type in event_types:
                 self.handlers[event_type.type_name()] = handler
-            self.__dict__.pop("_unused", None)
+            self.__dict__.pop("unused", None)
             return handler
 
         return register
@@ -106,7 +106,7 @@ class EventHandlers:
         def register(handler: BatchHandler) -> BatchHandler:
             for event_type in event_types:
                 self.batch_handlers[event_type.type_name()] = handler
-            self.__dict__.pop("_unused", None)
+            self.__dict__.pop("unused", None)
             return handler
 
         return register
@@ -124,7 +124,7 @@ class EventHandlers:
     def streams(self) -> list[str]:
         return sorted({EVENT_TYPES[name].stream for name in [*self.handlers, *self.batch_handlers]})
 
-    @property
+    @cached_property  # dropped whenever a handler is registered
     def unused(self) -> frozenset[str]:
         """The known event types this service has no use for (a stream carries several types)."""
         return frozenset(EVENT_TYPES) - set(self.handlers) - set(self.batch_handlers)
@@ -134,12 +134,8 @@ class EventHandlers:
         it has no use for is passed over before anything of it is decoded."""
         for name, value in headers or ():
             if name == "ce_type":
-                return bytes(value or b"").decode("utf-8", "replace") not in self._unused
+                return bytes(value or b"").decode("utf-8", "replace") not in self.unused
         return True
-
-    @cached_property
-    def _unused(self) -> frozenset[str]:
-        return self.unused
 
 
 def reports_for_others(envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -191,7 +187,7 @@ class BatchConsumer:
         Events of a known type this service has no use for are passed over unread (the plans stream
         carries every unit's acknowledgement, which only the plans service counts)."""
         decoded: list[tuple[Record, Envelope | EventRejected]] = []
-        unused = self.handlers._unused
+        unused = self.handlers.unused
         for record in records:
             if record.headers.get("ce_type") in unused:
                 continue

@@ -46,8 +46,9 @@ class Settings(BaseSettings):
 
     # Python's garbage collector in a service's process: (allocations before a young pass, young passes
     # before a middle one, middle passes before a full one). A batch's thousands of short-lived objects
-    # outlive Python's default first two passes (700, 10, 10), and each full pass then walked the whole
-    # heap: 40 % of a service's CPU in the national benchmark. "[700, 10, 10]" restores the defaults.
+    # outlive Python's default first two passes (700, 10, 10), and full passes over the whole heap, a
+    # quarter of a second each, then came 90 to 170 times a national benchmark. "[700, 10, 10]" restores
+    # Python's defaults.
     gc_thresholds: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (10_000, 50, 100)
 
     consumer_batch_size: int = 2000

@@ -624,7 +624,7 @@ def subtree_deployment(session: Session, plan_id: str) -> tuple[int, int]:
     plan = session.get(Plan, plan_id)
     if plan is None:
         raise FieldError("plan_id", plan_id, "a plan known to this registry")
-    # The campaign's plans as (id, lineage) columns: an officer's dashboard polls this while it cascades.
+    # The campaign's plans with their counts, as columns: an officer's dashboard polls this while it cascades.
     cascade = session.execute(
         sa.select(Plan.id, Plan.lineage, Plan.grassroots_sent, Plan.grassroots_deployed).where(
             Plan.campaign_id == plan.campaign_id
