@@ -27,7 +27,7 @@ from services.plans.service import SERVICE as PLANS
 from services.reporting.service import SERVICE as REPORTING
 from shared.api import install_error_handlers
 from shared.clock import Clock
-from shared.consumer import BatchConsumer, Record
+from shared.consumer import TRANSIENT_ERRORS, BatchConsumer, Record
 from shared.kafka import KafkaConnection
 from shared.local_broker import LocalBroker
 from shared.metrics import Metrics
@@ -105,9 +105,8 @@ class Runtime:
         finally:
             await admin.close()
         for definition in self.definitions:
-            await anyio.to_thread.run_sync(
-                upgrade, self.contexts[definition.name].db.engine, definition.migrations
-            )
+            engine = self.contexts[definition.name].db.engine
+            await upgrade_once_reachable(engine, definition, self.settings.retry_max_seconds)
 
         for definition in self.definitions:
             ctx = self.contexts[definition.name]
@@ -247,6 +246,26 @@ class Runtime:
         for name, broker in self.brokers.items():
             checks[f"{name}.broker"] = "ok" if await broker.ping(timeout=3.0) else "unreachable"
         return checks
+
+
+async def upgrade_once_reachable(
+    engine: sa.Engine, definition: ServiceDefinition, retry_max_seconds: float
+) -> None:
+    """Bring a service's database to its newest revision. A database that is away (restarting, or not
+    taking connections) is waited for, with backoff, as the consumers wait for it: a service started
+    meanwhile comes up once its database is back instead of exiting."""
+    delay = 0.5
+    while True:
+        try:
+            await anyio.to_thread.run_sync(upgrade, engine, definition.migrations)
+            return
+        except TRANSIENT_ERRORS as error:
+            log.warning(
+                "database not reachable at start; retrying",
+                extra={"service": definition.name, "error": repr(error)[:300], "retry_in": delay},
+            )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, retry_max_seconds)
 
 
 def create_app(runtime: Runtime, manage_lifecycle: bool = True) -> FastAPI:

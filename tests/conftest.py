@@ -42,20 +42,20 @@ def kafka_bootstrap() -> Iterator[str]:
             yield broker.bootstrap_servers
 
 
-def _admin_url() -> str:
+def admin_url() -> str:
     return make_url(TEST_DATABASE_URL).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @contextlib.contextmanager
 def postgres_databases(names: list[str]) -> Iterator[None]:
     """Create empty PostgreSQL databases for a test, and drop them after."""
-    with psycopg.connect(_admin_url(), autocommit=True) as connection:
+    with psycopg.connect(admin_url(), autocommit=True) as connection:
         for name in names:
             connection.execute(f'CREATE DATABASE "{name}"')
     try:
         yield
     finally:
-        with psycopg.connect(_admin_url(), autocommit=True) as connection:
+        with psycopg.connect(admin_url(), autocommit=True) as connection:
             for name in names:
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -1,7 +1,10 @@
 """Every service's migrations build exactly its models, on SQLite and on PostgreSQL."""
 
+import asyncio
 import importlib
+import uuid
 
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -9,9 +12,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlmodel import SQLModel
 
-from services.runtime import DEFINITIONS
+from services.runtime import DEFINITIONS, upgrade_once_reachable
 from shared.migrations import alembic_config, comparison_options, is_current, upgrade
 from shared.storage import PLUMBING_TABLES, make_engine
+from tests.conftest import TEST_DATABASE_URL, admin_url, postgres_databases
 
 
 @pytest.mark.parametrize("service", sorted(DEFINITIONS))
@@ -71,3 +75,24 @@ def test_plans_issued_before_the_counts_are_counted_from_their_targets(database_
         assert [tuple(row) for row in counts] == [("p1", 3, 1), ("p2", 0, 0)]
     finally:
         engine.dispose()
+
+
+async def test_a_service_started_while_its_database_is_away_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL refusing connections (restarting, or taken away) when a service starts: its migrations
+    wait for the database, with backoff, instead of the service exiting."""
+    name = f"thidua_t{uuid.uuid4().hex[:10]}_plans"
+    with postgres_databases([name]), psycopg.connect(admin_url(), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        engine = make_engine(f"{TEST_DATABASE_URL.rsplit('/', 1)[0]}/{name}")
+        try:
+            starting = asyncio.create_task(upgrade_once_reachable(engine, DEFINITIONS["plans"], 1.0))
+            await asyncio.sleep(2.0)
+            assert not starting.done()
+            assert "database not reachable at start; retrying" in caplog.messages
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await asyncio.wait_for(starting, 30)
+            assert is_current(engine, DEFINITIONS["plans"].migrations)
+        finally:
+            engine.dispose()
