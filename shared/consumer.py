@@ -129,12 +129,17 @@ class EventHandlers:
         """The known event types this service has no use for (a stream carries several types)."""
         return frozenset(EVENT_TYPES) - set(self.handlers) - set(self.batch_handlers)
 
+    def reads(self, event_type: str | None) -> bool:
+        """Whether records of this type (`ce_type`) are read: all but the known types this service has no
+        use for, so that an unknown type, or none, is read to be dead-lettered."""
+        return event_type not in self.unused
+
     def takes(self, headers: Any) -> bool:
-        """Whether a Kafka record (by its raw headers) is of a type this service reads: a record of a type
-        it has no use for is passed over before anything of it is decoded."""
+        """Whether a Kafka record, by its raw headers, is of a type this service reads: a record it has no
+        use for is passed over before anything of it is decoded."""
         for name, value in headers or ():
             if name == "ce_type":
-                return bytes(value or b"").decode("utf-8", "replace") not in self.unused
+                return self.reads(bytes(value or b"").decode("utf-8", "replace"))
         return True
 
 
@@ -187,9 +192,8 @@ class BatchConsumer:
         Events of a known type this service has no use for are passed over unread (the plans stream
         carries every unit's acknowledgement, which only the plans service counts)."""
         decoded: list[tuple[Record, Envelope | EventRejected]] = []
-        unused = self.handlers.unused
         for record in records:
-            if record.headers.get("ce_type") in unused:
+            if not self.handlers.reads(record.headers.get("ce_type")):
                 continue
             try:
                 decoded.append((record, from_kafka(record.value, record.headers)))

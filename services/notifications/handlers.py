@@ -578,9 +578,8 @@ def send_reminders(ctx: ServiceContext) -> int:
                 continue
             if expectation.plan_id not in plans:
                 copy = session.get(PlanCopy, expectation.plan_id)
-                in_force = copy is not None and not copy.revoked
                 plans[expectation.plan_id] = (
-                    PlanIssued.model_validate(copy.event) if copy and in_force else None
+                    None if copy is None or copy.revoked else PlanIssued.model_validate(copy.event)
                 )
             plan = plans[expectation.plan_id]
             if plan is None:

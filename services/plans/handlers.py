@@ -933,13 +933,13 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
     status = {plan_id: plan_status for plan_id, plan_status, _ in plans}
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
     target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
-    acknowledged, grassroots = {}, set()
-    for plan_id, unit_id, at, level in columns_in(
-        session, (*target_key, PlanTarget.acknowledged_at, PlanTarget.level), target_key, keys
-    ):
-        acknowledged[(plan_id, unit_id)] = at is not None
-        if level == Level.grassroots.value:
-            grassroots.add((plan_id, unit_id))
+    # Each target sent: whether it has acknowledged, and its level.
+    targets = {
+        (plan_id, unit_id): (at is not None, level)
+        for plan_id, unit_id, at, level in columns_in(
+            session, (*target_key, PlanTarget.acknowledged_at, PlanTarget.level), target_key, keys
+        )
+    }
     refused: dict[str, EventRejected] = {}
     now = uow.clock.now()
     newly: set[tuple[str, str]] = set()
@@ -953,17 +953,15 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
             )
         elif ack.plan_id not in status:
             continue  # a plan of another stack's subtree
-        elif error := acknowledgement_error(
-            status[ack.plan_id], key in acknowledged, ack.plan_id, ack.unit_id
-        ):
+        elif error := acknowledgement_error(status[ack.plan_id], key in targets, ack.plan_id, ack.unit_id):
             refused[envelope.id] = EventRejected("rule_violation", str(error))
-        elif not acknowledged[key]:
+        elif not targets[key][0]:
             newly.add(key)
     rows = [
         {"plan_id": plan_id, "unit_id": unit_id, "acknowledged_at": now} for plan_id, unit_id in sorted(newly)
     ]
     update_rows(session, PlanTarget, ("plan_id", "unit_id"), rows, col(PlanTarget.acknowledged_at).is_(None))
-    deployed = Counter(plan_id for plan_id, unit_id in newly & grassroots)
+    deployed = Counter(key[0] for key in newly if targets[key][1] == Level.grassroots.value)
     counts = [
         {"id": plan_id, "grassroots_deployed": before + deployed[plan_id]}
         for plan_id, _, before in plans
