@@ -653,6 +653,18 @@ def check_issuer(session: Session, envelope: Envelope, plan: PlanIssued) -> None
             )
 
 
+def issued_here(session: Session, envelope: Envelope, plan: PlanIssued) -> bool:
+    """Whether the event is of a plan this registry issued, as its issuer sent it: the plan was checked
+    when it was issued (a national cascade's 135,000 targets are not looked up again). An event that
+    reuses such a plan's id cascades only to the units the stored plan was sent to."""
+    stored = session.get(Plan, plan.plan_id)
+    return (
+        stored is not None
+        and not stored.received
+        and envelope.unit == plan.issuer_unit_id == stored.issuer_unit_id
+    )
+
+
 def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
     """Keep a plan issued by another stack's registry (a province stack receiving the national plan)
     when it is sent to units registered here, so they can acknowledge and cascade it. Returns whether
@@ -884,9 +896,10 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     def cascade(uow: UnitOfWork, envelope: Envelope) -> None:
         plan = envelope.data
         assert isinstance(plan, PlanIssued)
-        check_issuer(uow.session, envelope, plan)
-        if not receive_plan(uow, plan):
-            return  # a plan of another stack's subtree: none of its units are registered here
+        if not issued_here(uow.session, envelope, plan):
+            check_issuer(uow.session, envelope, plan)
+            if not receive_plan(uow, plan):
+                return  # a plan of another stack's subtree: none of its units are registered here
         if not plan.auto_derive:
             return
         for target in plan.targets:

@@ -32,8 +32,8 @@ from services.plans.models import Plan, PlanPhase, PlanTarget
 from services.runtime import DEFINITIONS, Runtime, create_app
 from shared.api import install_error_handlers
 from shared.clock import ManualClock
-from shared.errors import FieldError
-from shared.events import Envelope, Level, OrgUnit, PlanAcknowledged, from_kafka
+from shared.errors import EventRejected, FieldError
+from shared.events import Envelope, Level, OrgUnit, PlanAcknowledged, PlanIssued, Target, from_kafka
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.service import ServiceContext
@@ -375,6 +375,38 @@ def test_a_plan_cascades_three_levels_with_earlier_deadlines_deployment_and_regi
         assert (error.value.field, error.value.value) == ("unit_id", "hn")
     finally:
         db.dispose()
+
+
+def test_an_event_reusing_the_id_of_a_plan_issued_here_cascades_only_where_the_plan_was_sent(
+    db: Database,
+) -> None:
+    """The plans service does not check its own plans' events again: one that reuses such a plan's id
+    with another target still cascades only to the units the stored plan was sent to."""
+    with db.transaction() as uow:
+        issue_plan(uow, plan(target_unit_ids=["lb"], auto_derive=True))
+    with db.reading() as session:
+        records = [
+            from_kafka(row.payload, dict(map(tuple, row.headers)))
+            for row in session.exec(select(OutboxRecord))
+        ]
+    (genuine,) = [record for record in records if record.type == "PlanIssued"]
+    assert isinstance(genuine.data, PlanIssued)
+    hk = Target(unit_id="hk", name="LĐLĐ quận Hoàn Kiếm", level=Level.district)
+    forged = Envelope.wrap(
+        genuine.data.model_copy(update={"targets": [*genuine.data.targets, hk]}),
+        source="/elsewhere",
+        unit="hn",
+        time=db.clock.now(),
+    )
+    ctx = ServiceContext("plans", Settings(_env_file=None), db, db.clock, Metrics())  # type: ignore[call-arg]
+    handle = build_handlers(ctx).handlers["PlanIssued"]
+    with pytest.raises(EventRejected) as refused, db.transaction() as uow:
+        handle(uow, forged)
+    assert refused.value.reason == "rule_violation" and "hk cannot cascade it" in refused.value.detail
+    with db.transaction() as uow:
+        handle(uow, genuine)
+    with db.reading() as session:
+        assert sorted(session.exec(select(Plan.issuer_unit_id))) == ["hn", "lb"]
 
 
 def test_acknowledgements_from_the_units_systems_are_kept_once_and_the_wrong_ones_refused(
