@@ -214,6 +214,44 @@ def test_a_transient_failure_retries_the_batch_with_backoff(database_url: str) -
         db.dispose()
 
 
+def test_a_long_batch_commits_as_it_goes_and_a_failure_retries_only_the_rest(database_url: str) -> None:
+    """A batch applied for longer than `transaction_seconds` is committed in parts, each with the batch's
+    end steps; a transient failure rolls back only the part it happened in."""
+    away = OperationalError("SELECT 1", {}, ConnectionError("the database is away"))
+    handler = Flaky(failures=0, error=away)
+    consumer, metrics, db = consumer_with(handler, database_url)
+    transactions: list[Any] = []  # the unit of work of each event, as the handler saw it
+    failed: list[str] = []
+
+    def apply(uow: Any, envelope: Envelope) -> None:
+        if envelope.data.unit_id == "lb-03" and not failed:  # type: ignore[attr-defined]
+            failed.append(envelope.id)
+            handler.failures = 1  # the database goes away once, in the third event's part
+        handler(uow, envelope)
+        transactions.append(uow)
+
+    ends: list[Any] = []
+    consumer.handlers.on(ReportSubmitted)(apply)
+    consumer.handlers.after_batch(ends.append)
+    try:
+        events = [report(f"lb-0{n}", n) for n in range(1, 5)]
+        records = [as_record(event, offset) for offset, event in enumerate(events)]
+        consumer.transaction_seconds = 0.0  # every event is a part of its own
+        consumer.process(records)
+        assert handler.applied == [event.id for event in events]  # each once, the third after a retry
+        assert metrics.consumer_retries.labels("test")._value.get() == 1
+        assert len({id(uow) for uow in transactions}) == 4 and ends == transactions
+        with db.reading() as session:
+            assert len(session.exec(select(InboxRecord)).all()) == 4
+
+        consumer.transaction_seconds = 60.0
+        more = [report(f"lb-0{n}", n) for n in range(5, 8)]
+        consumer.process([as_record(event, 4 + offset) for offset, event in enumerate(more)])
+        assert len({id(uow) for uow in transactions[4:]}) == 1 and ends[4:] == transactions[4:5]  # one part
+    finally:
+        db.dispose()
+
+
 def test_events_of_a_type_the_service_has_no_use_for_are_passed_over(database_url: str) -> None:
     """A stream carries several types: a consumer that handles only reports neither applies, records nor
     dead-letters a plan (even an unreadable one); it still dead-letters a type nobody knows."""
