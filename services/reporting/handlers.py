@@ -135,6 +135,21 @@ def forget_targets(uow: UnitOfWork) -> None:
     uow.cache.pop("reporting.targets", None)
 
 
+VERSION_COLUMNS = (*VERSION_KEY, ReportVersion.report_id, ReportVersion.submitted_at, ReportVersion.values)
+
+
+def stored_versions(
+    session: Session, column: Any, values: Iterable[Any]
+) -> dict[ReportKey, list[domain.Version]]:
+    """The versions kept of each report key, found by `column` in `values`."""
+    found: dict[ReportKey, list[domain.Version]] = defaultdict(list)
+    for plan_id, phase_seq, unit_id, report_id, sent, values_sent in columns_in(
+        session, VERSION_COLUMNS, column, values
+    ):
+        found[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, utc(sent), values_sent))
+    return found
+
+
 def batch_versions(uow: UnitOfWork) -> dict[ReportKey, list[domain.Version]]:
     """Every version of the report keys that had none before this batch: the end-of-batch refresh counts
     them without reading back what the batch has just written."""
@@ -152,16 +167,16 @@ def parent_from(history: list[Any], day: date) -> str | None:
     return max(known, key=lambda row: row.valid_from).parent_id if known else None
 
 
-def retarget(uow: UnitOfWork, units: set[str]) -> None:
+def retarget(uow: UnitOfWork, units: set[str]) -> set[ReportKey]:
     """Decide, for each unit and phase, which plan of its cascade level it reports on: the plan of its
-    parent when the phase starts, or else the plan it was sent. Changed targets are refreshed.
-    Whatever the number of units, this reads in a few set-based queries."""
+    parent when the phase starts, or else the plan it was sent. Changed targets are refreshed; returns
+    the targets added. Whatever the number of units, this reads in a few set-based queries."""
     session = uow.session
     sent_to: dict[str, list[str]] = defaultdict(list)
     for plan_id, unit_id in columns_in(session, RECIPIENT_COLUMNS, PlanRecipient.unit_id, units):
         sent_to[unit_id].append(plan_id)
     if not sent_to:
-        return
+        return set()
     plans = plans_by_id(session, {plan_id for sent in sent_to.values() for plan_id in sent})
     level: dict[tuple[str, str | None], dict[str, PlanView]] = {}
     for campaign_id, parent_plan_id in sorted(
@@ -183,8 +198,8 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
     for key in columns_in(session, TARGET_KEY, ReportTarget.unit_id, sent_to):
         if key[0] in level_plans:
             stored[key[2]].add(tuple(key))
-    added: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
+    added: set[ReportKey] = set()
+    dropped: set[ReportKey] = set()
     for unit_id in sorted(sent_to):
         wanted: set[ReportKey] = set()
         siblings_seen: set[str] = set()
@@ -200,12 +215,16 @@ def retarget(uow: UnitOfWork, units: set[str]) -> None:
                 if host is not None:
                     wanted.add((host.plan_id, phase["seq"], unit_id))
         current = {key for key in stored[unit_id] if key[0] in siblings_seen}
-        dropped.extend(dict(zip(REPORT_KEY, key, strict=True)) for key in sorted(current - wanted))
-        added.extend(dict(zip(REPORT_KEY, key, strict=True)) for key in sorted(wanted - current))
-        dirty_keys(uow).update(current ^ wanted)
-    delete_rows(session, ReportTarget, REPORT_KEY, dropped)
-    insert_rows(session, ReportTarget, added)
-    forget_targets(uow)
+        dropped |= current - wanted
+        added |= wanted - current
+    delete_rows(
+        session, ReportTarget, REPORT_KEY, [dict(zip(REPORT_KEY, k, strict=True)) for k in sorted(dropped)]
+    )
+    insert_rows(session, ReportTarget, [dict(zip(REPORT_KEY, k, strict=True)) for k in sorted(added)])
+    dirty_keys(uow).update(added | dropped)
+    looked_up = batch_targets(uow)  # kept as the database now holds them: the refresh need not read them
+    looked_up.update(dict.fromkeys(added, True) | dict.fromkeys(dropped, False))
+    return added
 
 
 def record_units(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
@@ -249,42 +268,55 @@ def record_move(uow: UnitOfWork, envelope: Envelope) -> None:
     retarget(uow, {move.unit_id})
 
 
-def record_plan(uow: UnitOfWork, plan: PlanIssued) -> None:
-    """Learn a plan: its grassroots recipients, and the units of its cascade level now reporting on it."""
-    session = uow.session
-    if session.get(PlanView, plan.plan_id) is not None:
-        return
-    chain = [ref.issuer_unit_id for ref in plan.lineage] + [plan.issuer_unit_id]
-    session.add(
-        PlanView(
-            plan_id=plan.plan_id,
-            campaign_id=plan.campaign_id,
-            parent_plan_id=plan.parent_plan_id,
-            issuer_unit_id=plan.issuer_unit_id,
-            number=plan.number,
-            title=plan.title,
-            report_after_phase_end=plan.report_after_phase_end,
-            chain=chain,
-            phases=[phase.model_dump(mode="json") for phase in plan.phases],
-            indicators=[indicator.model_dump(mode="json") for indicator in plan.indicators],
-        )
+def plan_view(plan: PlanIssued) -> PlanView:
+    return PlanView(
+        plan_id=plan.plan_id,
+        campaign_id=plan.campaign_id,
+        parent_plan_id=plan.parent_plan_id,
+        issuer_unit_id=plan.issuer_unit_id,
+        number=plan.number,
+        title=plan.title,
+        report_after_phase_end=plan.report_after_phase_end,
+        chain=[ref.issuer_unit_id for ref in plan.lineage] + [plan.issuer_unit_id],
+        phases=[phase.model_dump(mode="json") for phase in plan.phases],
+        indicators=[indicator.model_dump(mode="json") for indicator in plan.indicators],
     )
-    recipients = {target.unit_id for target in plan.targets if target.level == Level.grassroots}
+
+
+def record_plans(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
+    """Learn plans (a cascade's hundreds in a few statements): their grassroots recipients, and the units
+    of their cascade levels now reporting on them."""
+    session = uow.session
+    issued: dict[str, PlanIssued] = {}
+    for envelope in envelopes:
+        assert isinstance(envelope.data, PlanIssued)
+        issued.setdefault(envelope.data.plan_id, envelope.data)
+    known = {row[0] for row in columns_in(session, (PlanView.plan_id,), PlanView.plan_id, issued)}
+    new = {plan_id: plan for plan_id, plan in issued.items() if plan_id not in known}
+    if not new:
+        return {}
+    session.add_all(plan_view(plan) for plan in new.values())
     session.flush()
-    insert_rows(session, PlanRecipient, [{"plan_id": plan.plan_id, "unit_id": u} for u in sorted(recipients)])
+    recipients = sorted(
+        (plan.plan_id, target.unit_id)
+        for plan in new.values()
+        for target in plan.targets
+        if target.level == Level.grassroots
+    )
+    insert_rows(session, PlanRecipient, [{"plan_id": p, "unit_id": u} for p, u in dict.fromkeys(recipients)])
     # A new plan of the level changes where its recipients report, and where units that were (or will be)
     # below its issuer report: the units whose parent on a phase's start is the issuer.
-    below_issuer = session.exec(
-        select(UnitParent.unit_id).where(UnitParent.parent_id == plan.issuer_unit_id)
-    ).all()
-    retarget(uow, recipients | set(below_issuer))
-    # Reports that arrived before their plan now count.
-    pending = session.exec(
-        select(ReportVersion.plan_id, ReportVersion.phase_seq, ReportVersion.unit_id)
-        .where(ReportVersion.plan_id == plan.plan_id)
-        .distinct()
-    ).all()
-    dirty_keys(uow).update((p, s, u) for p, s, u in pending)
+    issuers = {plan.issuer_unit_id for plan in new.values()}
+    below = {row[0] for row in columns_in(session, (UnitParent.unit_id,), UnitParent.parent_id, issuers)}
+    added = retarget(uow, {unit_id for _, unit_id in recipients} | below)
+    # Reports that arrived before their plan now count. Every version on the new plans is read here, so
+    # the refresh knows them all, and knows these plans have no contributions yet.
+    pending = stored_versions(session, ReportVersion.plan_id, new)
+    dirty_keys(uow).update(pending)
+    complete = batch_versions(uow)
+    complete.update({key: [] for key in added if key[0] in new} | pending)
+    uow.cache.setdefault("reporting.new_plans", set()).update(new)
+    return {}
 
 
 def replan(uow: UnitOfWork, event: PlanRescheduled | PlanAmended) -> None:
@@ -683,23 +715,14 @@ def refresh_contributions(uow: UnitOfWork, keys: set[ReportKey], metrics: Metric
     targets = {key for key in keys if looked_up.get(key)}
     targets.update(tuple(row) for row in columns_in(session, TARGET_KEY, TARGET_KEY, keys - looked_up.keys()))
     complete = batch_versions(uow)
-    versions_of: dict[ReportKey, list[domain.Version]] = defaultdict(list)
+    versions_of = stored_versions(session, VERSION_KEY, keys - complete.keys())
     versions_of.update((key, complete[key]) for key in keys & complete.keys())
-    version_columns = (
-        *VERSION_KEY,
-        ReportVersion.report_id,
-        ReportVersion.submitted_at,
-        ReportVersion.values,
-    )
-    for plan_id, phase_seq, unit_id, report_id, sent, values in columns_in(
-        session, version_columns, VERSION_KEY, keys - complete.keys()
-    ):
-        versions_of[(plan_id, phase_seq, unit_id)].append(domain.Version(report_id, utc(sent), values))
+    new_plans = uow.cache.pop("reporting.new_plans", set())  # plans with no contributions before this batch
     contribution_columns = (*CONTRIBUTION_KEY, UnitContribution.overdue, UnitContribution.applied)
     contributions = {
         (plan_id, phase_seq, unit_id): (overdue, applied)
         for plan_id, phase_seq, unit_id, overdue, applied in columns_in(
-            session, contribution_columns, CONTRIBUTION_KEY, keys
+            session, contribution_columns, CONTRIBUTION_KEY, {key for key in keys if key[0] not in new_plans}
         )
     }
     totals = Totals()
@@ -859,10 +882,7 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
     handlers.on_many(ReportSubmitted)(record_reports)
     handlers.on_rejected(record_rejection)
 
-    @handlers.on(PlanIssued)
-    def on_plan_issued(uow: UnitOfWork, envelope: Envelope) -> None:
-        assert isinstance(envelope.data, PlanIssued)
-        record_plan(uow, envelope.data)
+    handlers.on_many(PlanIssued)(record_plans)
 
     @handlers.on(PlanRescheduled, PlanAmended)
     def on_replanned(uow: UnitOfWork, envelope: Envelope) -> None:

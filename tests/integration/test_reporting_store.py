@@ -11,7 +11,7 @@ from services.reporting.handlers import (
     completeness,
     dirty_keys,
     keep_version,
-    record_plan,
+    record_plans,
     record_reports,
     refresh_contributions,
     report_problems,
@@ -44,20 +44,18 @@ def db(database_url: str) -> Iterator[Database]:
     database = Database(database_url.format(service="reporting"), source="/test", prefix="t", clock=clock)
     upgrade(database.engine, DEFINITIONS["reporting"].migrations)
     with database.transaction() as uow:
-        record_plan(
-            uow,
-            PlanIssued(
-                plan_id="p",
-                number="5/KH-CĐ",
-                issuer_unit_id="d",
-                title="Kết quả thi đua",
-                issued_on=date(2023, 2, 1),
-                phases=[PHASE],
-                targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2")],
-                indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
-                report_after_phase_end=True,
-            ),
+        issued = PlanIssued(
+            plan_id="p",
+            number="5/KH-CĐ",
+            issuer_unit_id="d",
+            title="Kết quả thi đua",
+            issued_on=date(2023, 2, 1),
+            phases=[PHASE],
+            targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2")],
+            indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
+            report_after_phase_end=True,
         )
+        record_plans(uow, [Envelope.wrap(issued, source="/thidua/plans", unit="d", time=clock.now())])
         refresh_contributions(uow, dirty_keys(uow))
     yield database
     database.dispose()
@@ -159,6 +157,42 @@ def test_a_report_rolled_back_with_its_savepoint_does_not_count(db: Database) ->
     rows, total = totals(db)
     assert (rows["g1"]["status"], rows["g2"]["status"]) == ("pending", "on_time")
     assert (total["expected"], total["received"], total["figures"]) == (2, 1, {"works": 2})
+
+
+def test_reports_sent_before_their_plan_count_once_it_arrives(db: Database) -> None:
+    """Reports on a plan reporting has not heard of yet are kept; when the plan comes, in a later batch,
+    they count, with those kept in its own batch before it and after it, corrections included."""
+    issued = PlanIssued(
+        plan_id="q",
+        number="6/KH-CĐ",
+        issuer_unit_id="d",
+        title="Thi đua đợt hai",
+        issued_on=date(2023, 2, 1),
+        phases=[PHASE],
+        targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2", "g3")],
+        indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
+    )
+
+    def on_q(unit: str, day: int, works: int) -> ReportSubmitted:
+        sent = report(unit, datetime(2023, 6, day, 3, tzinfo=UTC), works)
+        return sent.model_copy(update={"plan_id": "q", "report_id": f"q-{unit}-{day}"})
+
+    with db.transaction() as uow:
+        keep_version(uow, on_q("g1", 2, works=2))  # a batch before the plan's
+        refresh_contributions(uow, dirty_keys(uow))
+    with db.transaction() as uow:
+        keep_version(uow, on_q("g2", 2, works=3))  # the plan's batch, before it
+        record_plans(uow, [Envelope.wrap(issued, source="/thidua/plans", unit="d", time=db.clock.now())])
+        keep_version(uow, on_q("g3", 2, works=4))  # the plan's batch, after it
+        keep_version(uow, on_q("g1", 3, works=5))  # g1 corrects its report
+        refresh_contributions(uow, dirty_keys(uow))
+    with db.reading() as session:
+        plan = session.get(PlanView, "q")
+        assert plan is not None
+        table = completeness(session, plan, 1, date(2023, 6, 9))
+    total = table["total"]
+    assert (total["expected"], total["received"], total["on_time"]) == (3, 3, 3)
+    assert total["figures"] == {"works": 5 + 3 + 4}
 
 
 def test_a_plan_revoked_on_another_instance_refuses_reports_on_this_one(db: Database) -> None:
