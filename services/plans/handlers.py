@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -168,12 +170,6 @@ def children_on(session: Session, unit_id: str, on: date) -> list[Any]:
     return list(session.execute(query).all())
 
 
-def has_children_on(session: Session, unit_id: str, on: date) -> bool:
-    """Whether any unit is directly below `unit_id` on a day."""
-    below = select(OrgUnitVersion.unit_id).where(OrgUnitVersion.parent_id == unit_id, *in_force_on(on))
-    return session.exec(below.limit(1)).first() is not None
-
-
 def subtree(session: Session, unit_id: str, on: date) -> list[str]:
     """The unit and every unit below it on a day."""
     found, frontier = [unit_id], [unit_id]
@@ -285,10 +281,15 @@ class IssuedPlan(PlanIssued):
 
 
 def issue_plan(
-    uow: UnitOfWork, command: IssuePlan, causation: Envelope | None = None, consolidation_days: int = 1
+    uow: UnitOfWork,
+    command: IssuePlan,
+    causation: Envelope | None = None,
+    consolidation_days: int = 1,
+    parent_phases: list[Phase] | None = None,
 ) -> IssuedPlan:
     """Validate and issue a plan; publishes PlanIssued. Raises FieldError naming what is wrong; returns
-    the plan with warnings for what is only doubtful."""
+    the plan with warnings for what is only doubtful. `parent_phases` are the parent plan's, when read
+    already."""
     session = uow.session
     number = domain.parse_number(command.number)
     domain.check_rules(command.deadlines)
@@ -316,12 +317,9 @@ def issue_plan(
             raise FieldError("parent_plan_id", command.parent_plan_id, "a plan known to this federation")
         lineage = [PlanRef.model_validate(ref) for ref in parent.lineage]
         lineage.append(PlanRef(plan_id=parent.id, issuer_unit_id=parent.issuer_unit_id))
-        parent_phases = session.exec(select(PlanPhase).where(PlanPhase.plan_id == parent.id)).all()
-        domain.check_within_parent(
-            phases,
-            [Phase.model_validate(p.model_dump(include=set(Phase.model_fields))) for p in parent_phases],
-            consolidation_days,
-        )
+        if parent_phases is None:
+            parent_phases = phases_of(session, parent.id)
+        domain.check_within_parent(phases, parent_phases, consolidation_days)
     check_recipients(session, issuer.unit_id, command.recipients, command.issued_on)
 
     below = {child.unit_id: child for child in children_on(session, issuer.unit_id, command.issued_on)}
@@ -528,63 +526,134 @@ def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
     return True
 
 
-def next_number(session: Session, issuer_unit_id: str, year: int, suffix: str) -> str:
-    """The next free plan number of a body in a year: numbering restarts every 1 January."""
-    numbers = session.exec(
-        select(Plan.number).where(Plan.issuer_unit_id == issuer_unit_id, Plan.year == year)
-    )
-    used = [int(match.group(1)) for number in numbers if (match := re.match(r"\s*(\d+)", number))]
-    return f"{max(used, default=0) + 1}/{suffix}"
+def next_number(used: Iterable[str], issuer_unit_id: str) -> str:
+    """The next free plan number of a body, from the numbers it has used in the year (numbering restarts
+    every 1 January)."""
+    taken = [int(match.group(1)) for number in used if (match := re.match(r"\s*(\d+)", number))]
+    return f"{max(taken, default=0) + 1}/KH-{issuer_unit_id}"
+
+
+@dataclass
+class Derivation:
+    """What the units a plan was sent to need to derive their own plans from it, read once for all of
+    them: the plan, its phases, its targets, the units that have derived it already and the numbers each
+    unit has used in the plan's year."""
+
+    parent: Plan
+    phases: list[Phase]
+    sent_to: dict[str, PlanTarget]
+    derived: set[str]
+    numbers: dict[str, list[str]]
+
+    @classmethod
+    def read(cls, session: Session, parent_id: str, unit_ids: list[str]) -> Derivation:
+        parent = session.get(Plan, parent_id)
+        if parent is None:
+            raise FieldError("plan_id", parent_id, "a plan known to this registry")
+        sent_to = {
+            t.unit_id: t
+            for t in rows_in(session, PlanTarget.unit_id, unit_ids, PlanTarget.plan_id == parent_id)
+        }
+        derived = columns_in(
+            session, (Plan.issuer_unit_id,), Plan.issuer_unit_id, unit_ids, Plan.parent_plan_id == parent_id
+        )
+        numbers: dict[str, list[str]] = defaultdict(list)
+        year_columns = (Plan.issuer_unit_id, Plan.number)
+        for unit_id, number in columns_in(
+            session, year_columns, Plan.issuer_unit_id, unit_ids, Plan.year == parent.year
+        ):
+            numbers[unit_id].append(number)
+        return cls(parent, phases_of(session, parent_id), sent_to, {row[0] for row in derived}, numbers)
+
+    def draft(self, unit_id: str, settings: Settings) -> IssuePlan:
+        """A unit's draft of its own plan implementing the parent plan: same indicators, quota and rules of
+        reporting, the parent's phases, its deadlines `derive_lead_days` earlier. The officer edits and
+        issues it (or, with auto_derive, it is issued at once)."""
+        parent = self.parent
+        if unit_id not in self.sent_to:
+            raise FieldError("unit_id", unit_id, f"a unit plan {parent.number} was sent to")
+        rules = [DeadlineRule.model_validate(rule) for rule in parent.deadlines]
+        return IssuePlan(
+            number=next_number(self.numbers[unit_id], unit_id),
+            issuer_unit_id=unit_id,
+            title=parent.title,
+            issued_on=parent.issued_on,
+            parent_plan_id=parent.id,
+            phases=[
+                PhaseDraft.model_validate(p)
+                for p in domain.derive_phases(self.phases, settings.derive_lead_days)
+            ],
+            deadlines=domain.derive_rules(rules, settings.derive_lead_days),
+            milestones=[Milestone.model_validate(milestone) for milestone in parent.milestones],
+            indicators=[Indicator.model_validate(item) for item in parent.indicators],
+            movements=parent.details.get("movements", []),
+            content=parent.details.get("content", {}),
+            goals=[Goal.model_validate(goal) for goal in parent.details.get("goals", [])],
+            award_quota=AwardQuota.model_validate(parent.award_quota) if parent.award_quota else None,
+            auto_derive=parent.auto_derive,
+            report_after_phase_end=parent.report_after_phase_end,
+        )
 
 
 def derived_draft(session: Session, parent_id: str, unit_id: str, settings: Settings) -> IssuePlan:
-    """A unit's draft of its own plan implementing a parent plan: same indicators, quota and rules of
-    reporting, the parent's phases, its deadlines `derive_lead_days` earlier. The officer edits and
-    issues it (or, with auto_derive, it is issued at once)."""
-    parent = session.get(Plan, parent_id)
-    if parent is None:
-        raise FieldError("plan_id", parent_id, "a plan known to this registry")
-    if session.get(PlanTarget, (parent_id, unit_id)) is None:
-        raise FieldError("unit_id", unit_id, f"a unit plan {parent.number} was sent to")
-    rows = session.exec(select(PlanPhase).where(PlanPhase.plan_id == parent_id).order_by(col(PlanPhase.seq)))
-    phases = [Phase.model_validate(row.model_dump(include=set(Phase.model_fields))) for row in rows]
-    rules = [DeadlineRule.model_validate(rule) for rule in parent.deadlines]
-    return IssuePlan(
-        number=next_number(session, unit_id, parent.issued_on.year, f"KH-{unit_id}"),
-        issuer_unit_id=unit_id,
-        title=parent.title,
-        issued_on=parent.issued_on,
-        parent_plan_id=parent_id,
-        phases=[
-            PhaseDraft.model_validate(p) for p in domain.derive_phases(phases, settings.derive_lead_days)
-        ],
-        deadlines=domain.derive_rules(rules, settings.derive_lead_days),
-        milestones=[Milestone.model_validate(milestone) for milestone in parent.milestones],
-        indicators=[Indicator.model_validate(item) for item in parent.indicators],
-        movements=parent.details.get("movements", []),
-        content=parent.details.get("content", {}),
-        goals=[Goal.model_validate(goal) for goal in parent.details.get("goals", [])],
-        award_quota=AwardQuota.model_validate(parent.award_quota) if parent.award_quota else None,
-        auto_derive=parent.auto_derive,
-        report_after_phase_end=parent.report_after_phase_end,
-    )
+    """A unit's draft of its own plan implementing a parent plan (see `Derivation.draft`)."""
+    return Derivation.read(session, parent_id, [unit_id]).draft(unit_id, settings)
 
 
 def derive_and_issue(
-    uow: UnitOfWork, parent_id: str, unit_id: str, settings: Settings, cause: Envelope
+    uow: UnitOfWork, parent_id: str, unit_ids: list[str], settings: Settings, cause: Envelope
 ) -> None:
-    """A unit below cascades a parent plan at once with its derived draft, and so acknowledges it."""
+    """The units below that a plan was sent to cascade it at once with their derived drafts, and so
+    acknowledge it: a province's plan to its dozen districts in a few statements for each."""
     session = uow.session
-    if session.exec(
-        select(Plan.id).where(Plan.parent_plan_id == parent_id, Plan.issuer_unit_id == unit_id)
-    ).first():
+    derivation = Derivation.read(session, parent_id, unit_ids)
+    below = {
+        row[0]
+        for row in columns_in(
+            session,
+            (OrgUnitVersion.parent_id,),
+            OrgUnitVersion.parent_id,
+            unit_ids,
+            *in_force_on(derivation.parent.issued_on),
+        )
+    }
+    issuers = []
+    for unit_id in unit_ids:
+        if unit_id in derivation.derived or unit_id not in below:
+            continue  # derived already, or nobody below it to cascade to
+        try:
+            draft = derivation.draft(unit_id, settings)
+            issue_plan(uow, draft, cause, settings.min_consolidation_days, derivation.phases)
+        except FieldError as error:
+            raise EventRejected("rule_violation", f"{unit_id} cannot cascade it: {error}") from error
+        derivation.derived.add(unit_id)
+        issuers.append(unit_id)
+    try:
+        acknowledge_all(uow, derivation.parent, [derivation.sent_to[unit_id] for unit_id in issuers])
+    except FieldError as error:
+        raise EventRejected("rule_violation", f"{', '.join(issuers)} cannot cascade it: {error}") from error
+
+
+def acknowledge_all(uow: UnitOfWork, plan: Plan, targets: list[PlanTarget]) -> None:
+    """Targets of a live plan, read with it, acknowledge it: PlanAcknowledged for each not acknowledged."""
+    targets = [target for target in targets if target.acknowledged_at is None]
+    if not targets:
         return
-    parent = session.get(Plan, parent_id)
-    if parent is None or not has_children_on(session, unit_id, parent.issued_on):
-        return
-    draft = derived_draft(session, parent_id, unit_id, settings)
-    issue_plan(uow, draft, causation=cause, consolidation_days=settings.min_consolidation_days)
-    acknowledge(uow, parent_id, unit_id)
+    uow.session.refresh(plan, with_for_update=True)  # its count of deployed units changes
+    error = acknowledgement_error(plan.status, True, plan.id, targets[0].unit_id)
+    if error:
+        raise error
+    now = uow.clock.now()
+    for target in targets:
+        target.acknowledged_at = now
+        uow.session.add(target)
+    plan.grassroots_deployed += sum(target.level == Level.grassroots.value for target in targets)
+    uow.session.add(plan)
+    uow.publish_many(
+        [PlanAcknowledged(plan_id=plan.id, unit_id=t.unit_id, acknowledged_at=now) for t in targets],
+        units=[target.unit_id for target in targets],
+        correlation_id=plan.campaign_id,
+    )
 
 
 def register(uow: UnitOfWork, plan_id: str, command: Register) -> Registration:
@@ -902,13 +971,9 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
                 return  # a plan of another stack's subtree: none of its units are registered here
         if not plan.auto_derive:
             return
-        for target in plan.targets:
-            if target.level != Level.grassroots:
-                try:
-                    derive_and_issue(uow, plan.plan_id, target.unit_id, ctx.settings, envelope)
-                except FieldError as error:
-                    reason = f"{target.unit_id} cannot cascade it: {error}"
-                    raise EventRejected("rule_violation", reason) from error
+        below = [target.unit_id for target in plan.targets if target.level != Level.grassroots]
+        if below:
+            derive_and_issue(uow, plan.plan_id, below, ctx.settings, envelope)
 
     @handlers.on(PlanRescheduled)
     def on_rescheduled(uow: UnitOfWork, envelope: Envelope) -> None:
