@@ -281,17 +281,26 @@ class IssuedPlan(PlanIssued):
 
 
 def issue_plan(
-    uow: UnitOfWork,
-    command: IssuePlan,
-    causation: Envelope | None = None,
-    consolidation_days: int = 1,
-    parent_phases: list[Phase] | None = None,
+    uow: UnitOfWork, command: IssuePlan, causation: Envelope | None = None, consolidation_days: int = 1
 ) -> IssuedPlan:
     """Validate and issue a plan; publishes PlanIssued. Raises FieldError naming what is wrong; returns
-    the plan with warnings for what is only doubtful. `parent_phases` are the parent plan's, when read
-    already."""
-    session = uow.session
-    number = domain.parse_number(command.number)
+    the plan with warnings for what is only doubtful."""
+    event, below = checked_plan(uow.session, command, consolidation_days)
+    keep_issued(uow, [(event, below)], causation)
+    warnings = domain.warnings_for(domain.parse_number(command.number), command.issued_on, event.phases)
+    # The event is valid already: it is not validated again (a district's plan lists ~200 units).
+    return IssuedPlan.model_construct(**dict(event), warnings=[vars(w) for w in warnings])
+
+
+def checked_plan(
+    session: Session,
+    command: IssuePlan,
+    consolidation_days: int = 1,
+    parent_phases: list[Phase] | None = None,
+) -> tuple[PlanIssued, dict[str, Any]]:
+    """The PlanIssued a valid command makes, with the issuer's children (as `CHILD_COLUMNS` rows, by unit);
+    FieldError names what is wrong. `parent_phases` are the parent plan's, when read already."""
+    domain.parse_number(command.number)  # numbered as the rules on documents say, or refused
     domain.check_rules(command.deadlines)
     domain.check_goals(command.goals, command.indicators)
     phases = resolve_phases(command.phases, command.deadlines, command.issued_on, command.milestones)
@@ -358,12 +367,22 @@ def issue_plan(
         auto_derive=command.auto_derive,
         report_after_phase_end=command.report_after_phase_end,
     )
-    store_plan(uow, event, received=False)
-    prepare_deliveries(uow, event, below)
-    uow.publish(event, unit=issuer.unit_id, correlation_id=event.campaign_id, causation=causation)
-    warnings = domain.warnings_for(number, command.issued_on, phases)
-    # The event is valid already: it is not validated again (a district's plan lists ~200 units).
-    return IssuedPlan.model_construct(**dict(event), warnings=[vars(w) for w in warnings])
+    return event, below
+
+
+def keep_issued(
+    uow: UnitOfWork, issued: list[tuple[PlanIssued, dict[str, Any]]], causation: Envelope | None = None
+) -> None:
+    """Keep plans issued here (checked, with their issuers' children) and publish PlanIssued for each, all
+    in a few statements: a province's dozen district plans at once."""
+    store_plans(uow, [(event, event.targets) for event, _ in issued], received=False)
+    by_campaign: dict[str, list[PlanIssued]] = defaultdict(list)
+    for event, below in issued:
+        prepare_deliveries(uow, event, below)
+        by_campaign[event.campaign_id].append(event)
+    for campaign_id, events in by_campaign.items():
+        units = [event.issuer_unit_id for event in events]
+        uow.publish_many([*events], units=units, correlation_id=campaign_id, causation=causation)
 
 
 def prepare_deliveries(uow: UnitOfWork, plan: PlanIssued, known: dict[str, Any]) -> int:
@@ -395,37 +414,37 @@ def plan_details(plan: IssuePlan | PlanIssued) -> dict[str, Any]:
     return {name: value for name, value in plan.model_dump(mode="json", include=set(DETAILS)).items()}
 
 
-def store_plan(
-    uow: UnitOfWork, plan: PlanIssued, received: bool, targets: list[Target] | None = None
-) -> None:
-    """Keep a plan — issued here, or received from another registry — with its phases and targets."""
+def store_plans(uow: UnitOfWork, plans: list[tuple[PlanIssued, list[Target]]], received: bool) -> None:
+    """Keep plans — issued here, or received from another registry — with their phases and the targets
+    each is kept for."""
     session = uow.session
-    targets = plan.targets if targets is None else targets
-    session.add(
-        Plan(
-            id=plan.plan_id,
-            number=plan.number,
-            year=plan.issued_on.year,
-            issuer_unit_id=plan.issuer_unit_id,
-            title=plan.title,
-            issued_on=plan.issued_on,
-            parent_plan_id=plan.parent_plan_id,
-            campaign_id=plan.campaign_id,
-            lineage=[ref.model_dump() for ref in plan.lineage],
-            indicators=[indicator.model_dump() for indicator in plan.indicators],
-            award_quota=plan.award_quota.model_dump() if plan.award_quota else None,
-            deadlines=[rule.model_dump(mode="json") for rule in plan.deadlines],
-            milestones=[milestone.model_dump(mode="json") for milestone in plan.milestones],
-            details=plan_details(plan),
-            auto_derive=plan.auto_derive,
-            report_after_phase_end=plan.report_after_phase_end,
-            received=received,
-            created_at=uow.clock.now(),
-            grassroots_sent=sum(target.level == Level.grassroots for target in targets),
+    now = uow.clock.now()
+    for plan, targets in plans:
+        session.add(
+            Plan(
+                id=plan.plan_id,
+                number=plan.number,
+                year=plan.issued_on.year,
+                issuer_unit_id=plan.issuer_unit_id,
+                title=plan.title,
+                issued_on=plan.issued_on,
+                parent_plan_id=plan.parent_plan_id,
+                campaign_id=plan.campaign_id,
+                lineage=[ref.model_dump() for ref in plan.lineage],
+                indicators=[indicator.model_dump() for indicator in plan.indicators],
+                award_quota=plan.award_quota.model_dump() if plan.award_quota else None,
+                deadlines=[rule.model_dump(mode="json") for rule in plan.deadlines],
+                milestones=[milestone.model_dump(mode="json") for milestone in plan.milestones],
+                details=plan_details(plan),
+                auto_derive=plan.auto_derive,
+                report_after_phase_end=plan.report_after_phase_end,
+                received=received,
+                created_at=now,
+                grassroots_sent=sum(target.level == Level.grassroots for target in targets),
+            )
         )
-    )
-    for phase in plan.phases:
-        session.add(PlanPhase(plan_id=plan.plan_id, **phase.model_dump()))
+        for phase in plan.phases:
+            session.add(PlanPhase(plan_id=plan.plan_id, **phase.model_dump()))
     session.flush()
     sent_to = [
         {
@@ -435,6 +454,7 @@ def store_plan(
             "level": t.level.value,
             "acknowledged_at": None,
         }
+        for plan, targets in plans
         for t in targets
     ]
     insert_rows(session, PlanTarget, sent_to)  # a district's plan goes to ~200 units: one statement
@@ -617,17 +637,18 @@ def derive_and_issue(
             *in_force_on(derivation.parent.issued_on),
         )
     }
-    issuers = []
+    issued = []
     for unit_id in unit_ids:
         if unit_id in derivation.derived or unit_id not in below:
             continue  # derived already, or nobody below it to cascade to
         try:
             draft = derivation.draft(unit_id, settings)
-            issue_plan(uow, draft, cause, settings.min_consolidation_days, derivation.phases)
+            issued.append(checked_plan(session, draft, settings.min_consolidation_days, derivation.phases))
         except FieldError as error:
             raise EventRejected("rule_violation", f"{unit_id} cannot cascade it: {error}") from error
         derivation.derived.add(unit_id)
-        issuers.append(unit_id)
+    keep_issued(uow, issued, cause)
+    issuers = [event.issuer_unit_id for event, _ in issued]
     try:
         acknowledge_all(uow, derivation.parent, [derivation.sent_to[unit_id] for unit_id in issuers])
     except FieldError as error:
@@ -745,7 +766,7 @@ def receive_plan(uow: UnitOfWork, plan: PlanIssued) -> bool:
     known = [target for target in plan.targets if target.unit_id in in_force]
     if not known:
         return False
-    store_plan(uow, plan, received=True, targets=known)
+    store_plans(uow, [(plan, known)], received=True)
     return True
 
 
