@@ -38,24 +38,29 @@ PHASE = Phase(
 )
 
 
+def issued(plan_id: str, units: tuple[str, ...], report_after_phase_end: bool = False) -> Envelope:
+    """District d's plan `plan_id` to its grassroots units `units`, as the plans service sends it."""
+    plan = PlanIssued(
+        plan_id=plan_id,
+        number=f"{plan_id}/KH-CĐ",
+        issuer_unit_id="d",
+        title="Kết quả thi đua",
+        issued_on=date(2023, 2, 1),
+        phases=[PHASE],
+        targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in units],
+        indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
+        report_after_phase_end=report_after_phase_end,
+    )
+    return Envelope.wrap(plan, source="/thidua/plans", unit="d", time=datetime(2023, 2, 1, tzinfo=UTC))
+
+
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
     clock = ManualClock(datetime(2023, 6, 1, 2, tzinfo=UTC))
     database = Database(database_url.format(service="reporting"), source="/test", prefix="t", clock=clock)
     upgrade(database.engine, DEFINITIONS["reporting"].migrations)
     with database.transaction() as uow:
-        issued = PlanIssued(
-            plan_id="p",
-            number="5/KH-CĐ",
-            issuer_unit_id="d",
-            title="Kết quả thi đua",
-            issued_on=date(2023, 2, 1),
-            phases=[PHASE],
-            targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2")],
-            indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
-            report_after_phase_end=True,
-        )
-        record_plans(uow, [Envelope.wrap(issued, source="/thidua/plans", unit="d", time=clock.now())])
+        record_plans(uow, [issued("p", ("g1", "g2"), report_after_phase_end=True)])
         refresh_contributions(uow, dirty_keys(uow))
     yield database
     database.dispose()
@@ -162,16 +167,6 @@ def test_a_report_rolled_back_with_its_savepoint_does_not_count(db: Database) ->
 def test_reports_sent_before_their_plan_count_once_it_arrives(db: Database) -> None:
     """Reports on a plan reporting has not heard of yet are kept; when the plan comes, in a later batch,
     they count, with those kept in its own batch before it and after it, corrections included."""
-    issued = PlanIssued(
-        plan_id="q",
-        number="6/KH-CĐ",
-        issuer_unit_id="d",
-        title="Thi đua đợt hai",
-        issued_on=date(2023, 2, 1),
-        phases=[PHASE],
-        targets=[Target(unit_id=u, name=u, level=Level.grassroots) for u in ("g1", "g2", "g3")],
-        indicators=[Indicator(code="works", name="Công trình", kind=IndicatorKind.count)],
-    )
 
     def on_q(unit: str, day: int, works: int) -> ReportSubmitted:
         sent = report(unit, datetime(2023, 6, day, 3, tzinfo=UTC), works)
@@ -182,7 +177,7 @@ def test_reports_sent_before_their_plan_count_once_it_arrives(db: Database) -> N
         refresh_contributions(uow, dirty_keys(uow))
     with db.transaction() as uow:
         keep_version(uow, on_q("g2", 2, works=3))  # the plan's batch, before it
-        record_plans(uow, [Envelope.wrap(issued, source="/thidua/plans", unit="d", time=db.clock.now())])
+        record_plans(uow, [issued("q", ("g1", "g2", "g3"))])
         keep_version(uow, on_q("g3", 2, works=4))  # the plan's batch, after it
         keep_version(uow, on_q("g1", 3, works=5))  # g1 corrects its report
         refresh_contributions(uow, dirty_keys(uow))
