@@ -208,14 +208,16 @@ class BatchConsumer:
             except Exception as error:  # whatever a hostile record does, it must not jam the partition
                 decoded.append((record, EventRejected("invalid_payload", f"{type(error).__name__}: {error}")))
         delay = 0.1
+        seen: set[str] | None = None  # the events the inbox holds, read once for the parts of a long batch
         while decoded:  # nothing this service reads: no transaction to open
             started = time.perf_counter()
             try:
-                applied = self._apply(decoded)
+                applied, seen = self._apply(decoded, seen)
                 self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
                 self._attempts.clear()
                 decoded, delay = decoded[applied:], 0.1
             except (_RetryBatch, *TRANSIENT_ERRORS) as error:
+                seen = None  # the part rolled back: what it applied is in the inbox no more
                 self.metrics.consumer_retries.labels(self.name).inc()
                 log.warning(
                     "batch retried",
@@ -225,14 +227,17 @@ class BatchConsumer:
                     raise RuntimeError(f"consumer {self.name} stopping with a batch not applied") from error
                 delay = min(delay * 2, self.retry_max_seconds)
 
-    def _apply(self, decoded: list[tuple[Record, Envelope | EventRejected]]) -> int:
-        """Apply records from the first on in one transaction; returns how many: all of them, or fewer when
-        the transaction has run for `transaction_seconds`."""
+    def _apply(
+        self, decoded: list[tuple[Record, Envelope | EventRejected]], seen: set[str] | None
+    ) -> tuple[int, set[str]]:
+        """Apply records from the first on in one transaction; returns how many (all of them, or fewer when
+        the transaction has run for `transaction_seconds`) and the events the inbox now holds, of those the
+        batch brought (`seen`, read here when None)."""
         started = time.perf_counter()
         applied = len(decoded)
         with self.db.transaction() as uow:
-            ids = [record.event_id for record, _ in decoded]
-            seen = self._already_processed(uow, ids)
+            if seen is None:
+                seen = self._already_processed(uow, [record.event_id for record, _ in decoded])
             run: list[tuple[Record, Envelope]] = []
             run_handler: BatchHandler | None = None
             for position, (record, item) in enumerate(decoded):
@@ -262,7 +267,7 @@ class BatchConsumer:
                 self._apply_run(uow, run, run_handler)  # type: ignore[arg-type]
             for step in self.handlers.batch_steps:
                 step(uow)
-        return applied
+        return applied, seen
 
     def _apply_run(self, uow: UnitOfWork, run: list[tuple[Record, Envelope]], handler: BatchHandler) -> None:
         """A run of events for a set-based handler: applied together in one savepoint, their inbox rows

@@ -7,7 +7,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -525,25 +525,77 @@ def acknowledgement_error(status: str | None, sent: bool, plan_id: str, unit_id:
 def acknowledge(uow: UnitOfWork, plan_id: str, unit_id: str) -> bool:
     """A target unit acknowledges (deploys) a plan and PlanAcknowledged is published; returns False if it
     already had."""
-    plan = uow.session.get(Plan, plan_id, with_for_update=True)  # its count of deployed units changes
-    target = uow.session.get(PlanTarget, (plan_id, unit_id))
-    error = acknowledgement_error(plan and plan.status, target is not None, plan_id, unit_id)
-    if error:
-        raise error
-    assert plan is not None and target is not None
-    if target.acknowledged_at is not None:
-        return False
-    target.acknowledged_at = uow.clock.now()
-    uow.session.add(target)
-    if target.level == Level.grassroots.value:
-        plan.grassroots_deployed += 1
-        uow.session.add(plan)
-    uow.publish(
-        PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=target.acknowledged_at),
-        unit=unit_id,
-        correlation_id=plan.campaign_id,
+    return bool(acknowledge_all(uow, plan_id, [unit_id]))
+
+
+def acknowledge_all(uow: UnitOfWork, plan_id: str, unit_ids: list[str]) -> list[str]:
+    """Units a plan was sent to acknowledge (deploy) it, in a few statements; PlanAcknowledged is published
+    for each that had not yet, and those are returned. FieldError names a unit that may not."""
+    if not unit_ids:
+        return []
+    keys = {(plan_id, unit_id) for unit_id in unit_ids}
+    plans, targets = locked_for_acknowledgement(uow.session, keys)
+    plan = plans.get(plan_id)
+    for unit_id in unit_ids:
+        error = acknowledgement_error(
+            plan.status if plan else None, (plan_id, unit_id) in targets, plan_id, unit_id
+        )
+        if error:
+            raise error
+    assert plan is not None
+    newly = sorted(key for key in keys if not targets[key][0])
+    now = uow.clock.now()
+    record_acknowledged(uow.session, plans, targets, newly, now)
+    units = [unit_id for _, unit_id in newly]
+    events = [PlanAcknowledged(plan_id=plan_id, unit_id=unit_id, acknowledged_at=now) for unit_id in units]
+    uow.publish_many([*events], units=units, correlation_id=plan.campaign_id)
+    return units
+
+
+def locked_for_acknowledgement(
+    session: Session, keys: set[tuple[str, str]]
+) -> tuple[dict[str, Any], dict[tuple[str, str], tuple[bool, str]]]:
+    """The plans of (plan, unit) `keys`, locked first and in id order (their counts of deployed units
+    change: another instance acknowledging for the same plans waits, then sees these targets acknowledged),
+    and those of the keys they were sent to: whether each has acknowledged, and its level."""
+    query = (
+        sa.select(Plan.id, Plan.status, Plan.grassroots_deployed, Plan.campaign_id)
+        .where(col(Plan.id).in_(sorted({plan_id for plan_id, _ in keys})))
+        .order_by(col(Plan.id))
+        .with_for_update()
     )
-    return True
+    plans = {plan.id: plan for plan in session.execute(query)}
+    target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
+    targets = {
+        (plan_id, unit_id): (at is not None, level)
+        for plan_id, unit_id, at, level in columns_in(
+            session, (*target_key, PlanTarget.acknowledged_at, PlanTarget.level), target_key, keys
+        )
+    }
+    return plans, targets
+
+
+def record_acknowledged(
+    session: Session,
+    plans: dict[str, Any],
+    targets: dict[tuple[str, str], tuple[bool, str]],
+    newly: Iterable[tuple[str, str]],
+    now: datetime,
+) -> None:
+    """Mark the targets `newly` acknowledged at `now`, and count the grassroots units among them on their
+    plans (locked and read by `locked_for_acknowledgement`)."""
+    rows = [{"plan_id": plan_id, "unit_id": unit_id, "acknowledged_at": now} for plan_id, unit_id in newly]
+    update_rows(session, PlanTarget, ("plan_id", "unit_id"), rows, col(PlanTarget.acknowledged_at).is_(None))
+    deployed = Counter(
+        row["plan_id"]
+        for row in rows
+        if targets[(row["plan_id"], row["unit_id"])][1] == Level.grassroots.value
+    )
+    counts = [
+        {"id": plan_id, "grassroots_deployed": plans[plan_id].grassroots_deployed + count}
+        for plan_id, count in deployed.items()
+    ]
+    update_rows(session, Plan, ("id",), counts)
 
 
 def next_number(used: Iterable[str], issuer_unit_id: str) -> str:
@@ -650,31 +702,9 @@ def derive_and_issue(
     keep_issued(uow, issued, cause)
     issuers = [event.issuer_unit_id for event, _ in issued]
     try:
-        acknowledge_all(uow, derivation.parent, [derivation.sent_to[unit_id] for unit_id in issuers])
+        acknowledge_all(uow, parent_id, issuers)
     except FieldError as error:
         raise EventRejected("rule_violation", f"{', '.join(issuers)} cannot cascade it: {error}") from error
-
-
-def acknowledge_all(uow: UnitOfWork, plan: Plan, targets: list[PlanTarget]) -> None:
-    """Targets of a live plan, read with it, acknowledge it: PlanAcknowledged for each not acknowledged."""
-    targets = [target for target in targets if target.acknowledged_at is None]
-    if not targets:
-        return
-    uow.session.refresh(plan, with_for_update=True)  # its count of deployed units changes
-    error = acknowledgement_error(plan.status, True, plan.id, targets[0].unit_id)
-    if error:
-        raise error
-    now = uow.clock.now()
-    for target in targets:
-        target.acknowledged_at = now
-        uow.session.add(target)
-    plan.grassroots_deployed += sum(target.level == Level.grassroots.value for target in targets)
-    uow.session.add(plan)
-    uow.publish_many(
-        [PlanAcknowledged(plan_id=plan.id, unit_id=t.unit_id, acknowledged_at=now) for t in targets],
-        units=[target.unit_id for target in targets],
-        correlation_id=plan.campaign_id,
-    )
 
 
 def register(uow: UnitOfWork, plan_id: str, command: Register) -> Registration:
@@ -1019,28 +1049,10 @@ def build_handlers(ctx: ServiceContext) -> EventHandlers:
 def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventRejected]:
     """Acknowledgements from the units' own systems, a whole batch in a few statements; returns the
     refused ones: for another unit, for a plan no longer in force, or from a unit it was not sent to."""
-    session = uow.session
     acks = [envelope.data for envelope in envelopes]
-    # The plans are locked first, in order: their counts of deployed units change, and another instance
-    # acknowledging for the same plans waits for this batch and then sees its targets acknowledged.
-    plans = session.execute(
-        sa.select(Plan.id, Plan.status, Plan.grassroots_deployed)
-        .where(col(Plan.id).in_(sorted({ack.plan_id for ack in acks})))  # type: ignore[attr-defined]
-        .order_by(col(Plan.id))
-        .with_for_update()
-    ).all()
-    status = {plan_id: plan_status for plan_id, plan_status, _ in plans}
     keys = {(ack.plan_id, ack.unit_id) for ack in acks}  # type: ignore[attr-defined]
-    target_key = (PlanTarget.plan_id, PlanTarget.unit_id)
-    # Each target sent: whether it has acknowledged, and its level.
-    targets = {
-        (plan_id, unit_id): (at is not None, level)
-        for plan_id, unit_id, at, level in columns_in(
-            session, (*target_key, PlanTarget.acknowledged_at, PlanTarget.level), target_key, keys
-        )
-    }
+    plans, targets = locked_for_acknowledgement(uow.session, keys)
     refused: dict[str, EventRejected] = {}
-    now = uow.clock.now()
     newly: set[tuple[str, str]] = set()
     for envelope in envelopes:
         ack = envelope.data
@@ -1050,23 +1062,15 @@ def record_acknowledgements(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[
             refused[envelope.id] = EventRejected(
                 "unauthorized", f"unit {envelope.unit} acknowledged for {ack.unit_id}"
             )
-        elif ack.plan_id not in status:
+        elif ack.plan_id not in plans:
             continue  # a plan of another stack's subtree
-        elif error := acknowledgement_error(status[ack.plan_id], key in targets, ack.plan_id, ack.unit_id):
+        elif error := acknowledgement_error(
+            plans[ack.plan_id].status, key in targets, ack.plan_id, ack.unit_id
+        ):
             refused[envelope.id] = EventRejected("rule_violation", str(error))
         elif not targets[key][0]:
             newly.add(key)
-    rows = [
-        {"plan_id": plan_id, "unit_id": unit_id, "acknowledged_at": now} for plan_id, unit_id in sorted(newly)
-    ]
-    update_rows(session, PlanTarget, ("plan_id", "unit_id"), rows, col(PlanTarget.acknowledged_at).is_(None))
-    deployed = Counter(key[0] for key in newly if targets[key][1] == Level.grassroots.value)
-    counts = [
-        {"id": plan_id, "grassroots_deployed": before + deployed[plan_id]}
-        for plan_id, _, before in plans
-        if deployed[plan_id]
-    ]
-    update_rows(session, Plan, ("id",), counts)
+    record_acknowledged(uow.session, plans, targets, sorted(newly), uow.clock.now())
     return refused
 
 

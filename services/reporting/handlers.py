@@ -298,12 +298,14 @@ def record_plans(uow: UnitOfWork, envelopes: list[Envelope]) -> dict[str, EventR
     session.add_all(plan_view(plan) for plan in new.values())
     session.flush()
     recipients = sorted(
-        (plan.plan_id, target.unit_id)
-        for plan in new.values()
-        for target in plan.targets
-        if target.level == Level.grassroots
+        {
+            (plan.plan_id, target.unit_id)
+            for plan in new.values()
+            for target in plan.targets
+            if target.level == Level.grassroots
+        }
     )
-    insert_rows(session, PlanRecipient, [{"plan_id": p, "unit_id": u} for p, u in dict.fromkeys(recipients)])
+    insert_rows(session, PlanRecipient, [{"plan_id": p, "unit_id": u} for p, u in recipients])
     # A new plan of the level changes where its recipients report, and where units that were (or will be)
     # below its issuer report: the units whose parent on a phase's start is the issuer.
     issuers = {plan.issuer_unit_id for plan in new.values()}
