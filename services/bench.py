@@ -280,6 +280,22 @@ class Stack:
                         peaks[service] = round(int(line.split()[1]) / 1024, 1)
         return peaks
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """The CPU time each service's process has used so far (user and system, all its threads), and the
+        benchmark's own (`bench`: its producer, consumers and polling)."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        used = {"bench": time.process_time()}
+        for service, process in self.processes.items():
+            stat = Path(f"/proc/{process.pid}/stat")
+            if stat.exists():  # utime and stime, the 14th and 15th fields, after the command in parentheses
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                used[service] = (int(fields[11]) + int(fields[12])) / ticks
+        return used
+
+    def cpu_seconds_since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.cpu_seconds()
+        return {name: round(now[name] - before[name], 1) for name in before if name in now}
+
     def tell_logs(self, lines: int = 15) -> None:
         """The last lines each service logged, for a run that failed (its work directory goes away)."""
         for service in self.processes:
@@ -378,6 +394,8 @@ class Result:
     latency_p99_ms: float = 0.0
     peak_rss_mb: float = 0.0
     peak_rss_mb_by_service: dict[str, float] = field(default_factory=dict)
+    cascade_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    wave_cpu_seconds: dict[str, float] = field(default_factory=dict)
     import_seconds: float = 0.0
     national_row: dict[str, Any] = field(default_factory=dict)
 
@@ -589,7 +607,7 @@ async def _run(
         await producer.start()
         try:
             task = progress.add_task("cascade, acknowledged", total=grassroots)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), stack.cpu_seconds()
             root = await expect(client, "POST", f"{plans}/plans", json=national_plan(today))
             campaign = root["plan_id"]
             plan_of: dict[str, str] = {}  # grassroots unit -> the plan of its intermediate union
@@ -620,6 +638,7 @@ async def _run(
 
             await poll(all_acknowledged, "every grassroots unit to acknowledge", timeout, every=0.5)
             result.cascade_seconds = round(time.perf_counter() - started, 2)
+            result.cascade_cpu_seconds = stack.cpu_seconds_since(cpu)
 
             # 3. phase 1 is closed; the wave
             async def closed() -> bool:
@@ -634,7 +653,7 @@ async def _run(
             sent = progress.add_task("reports published", total=len(wave.records))
             counted = progress.add_task("national aggregate, received", total=truth["received"])
             table_url = f"{reporting}/plans/{campaign}/phases/1/completeness"
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), stack.cpu_seconds()
             await publish(producer, wave.records, lambda n: progress.advance(sent, n))
             published = time.perf_counter()
             result.publish_seconds = round(published - started, 2)
@@ -655,6 +674,7 @@ async def _run(
                     f"{error}: the services say {last}, the reports sent add up to {truth}"
                 ) from None
             done = time.perf_counter()
+            result.wave_cpu_seconds = stack.cpu_seconds_since(cpu)
             result.seconds_to_exact_national_aggregate = round(done - published, 2)
             result.reports_per_second = round(len(wave.records) / (done - started))
             result.national_row = truth
