@@ -128,6 +128,7 @@ class Runtime:
                 self.handlers[definition.name],
                 self.metrics,
                 retry_max_seconds=self.settings.retry_max_seconds,
+                transaction_seconds=self.settings.consumer_transaction_seconds,
             )
             self.consumers.append(consumer)
             self._subscribe(consumer)

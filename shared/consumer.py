@@ -31,6 +31,7 @@ from sqlalchemy import exc as sa_exc
 from shared.errors import EventRejected
 from shared.events import EVENT_TYPES, Envelope, Event, from_kafka, header_map
 from shared.metrics import Metrics
+from shared.settings import TRANSACTION_SECONDS
 from shared.storage import Database, InboxRecord, UnitOfWork, columns_in, insert_rows
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ TRANSIENT_ERRORS = (
 )
 # Any other error a handler raises is retried this many times, then the event goes to the DLQ.
 MAX_HANDLER_ATTEMPTS = 3
-# A batch applied for longer than this commits what it has applied and goes on in a new transaction: what
-# its handlers published reaches the other services sooner (a cascade's province plans derive some 700
-# plans), and the database's writer is not held for long.
-TRANSACTION_SECONDS = 0.5
 INBOX_KEY = (InboxRecord.consumer, InboxRecord.event_id)
 
 

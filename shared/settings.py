@@ -10,6 +10,10 @@ from pydantic import AliasChoices, Field, NonNegativeInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("plans", "reporting", "notifications", "awards")
+# A consumer's batch applied for longer than this commits what it has applied and goes on in a new
+# transaction: what its handlers published reaches the other services sooner (a cascade's province plans
+# derive some 700 plans), and the database's writer is not held for long.
+TRANSACTION_SECONDS = 0.5
 
 
 class Settings(BaseSettings):
@@ -52,6 +56,7 @@ class Settings(BaseSettings):
     gc_thresholds: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] = (10_000, 50, 100)
 
     consumer_batch_size: int = 2000
+    consumer_transaction_seconds: float = Field(default=TRANSACTION_SECONDS, ge=0)
     consumer_batch_timeout_ms: int = 100
     # How much of each partition a consumer fetches ahead at most: what a lagging consumer holds in memory.
     consumer_partition_fetch_bytes: int = 256 * 1024

@@ -320,8 +320,10 @@ def test_log_lines_about_an_event_carry_its_ids_as_json(database_url: str, caplo
 
 async def test_a_forged_plan_is_refused_whoever_sends_it(settings: Settings) -> None:
     """Event authority: a plan comes from its issuer and goes only to the units directly below it."""
+    settings = settings.model_copy(update={"consumer_transaction_seconds": 0.25})
     runtime = Runtime(settings, ("plans",), clock=ManualClock(NOW))
     await runtime.start()
+    assert [consumer.transaction_seconds for consumer in runtime.consumers] == [0.25]  # as configured
     bootstrap = runtime.bootstrap_servers
     plans_topic = topic_name(settings.topic_prefix, "plans")
     try:
