@@ -238,7 +238,7 @@ class BatchConsumer:
             run: list[tuple[Record, Envelope]] = []
             run_handler: BatchHandler | None = None
             for position, (record, item) in enumerate(decoded):
-                if position and time.perf_counter() - started > self.transaction_seconds:
+                if position and time.perf_counter() - started >= self.transaction_seconds:
                     applied = position
                     break
                 event_id = record.event_id
