@@ -1,7 +1,8 @@
 """Idempotent, batched consumers with dead letters.
 
 A service registers a handler per event type. Its consumer takes batches from Kafka and, in one
-database transaction per batch (or per half second of a long batch's work):
+database transaction per batch (or per `transaction_seconds` of a long batch's work, half a second unless
+configured):
 - skips events its inbox already holds (a redelivery changes nothing, and is counted);
 - applies each new event in its own savepoint and records it in the inbox; a handler written for many
   events at once (set-based: a few queries for hundreds of reports) gets each run of its events together,
@@ -206,7 +207,7 @@ class BatchConsumer:
                 decoded.append((record, EventRejected("invalid_payload", f"{type(error).__name__}: {error}")))
         delay = 0.1
         seen: set[str] | None = None  # the events the inbox holds, read once for the parts of a long batch
-        while decoded:  # nothing this service reads: no transaction to open
+        while decoded:  # until every part is applied (nothing this service reads: no transaction at all)
             started = time.perf_counter()
             try:
                 applied, seen = self._apply(decoded, seen)

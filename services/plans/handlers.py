@@ -733,11 +733,11 @@ def derive_and_issue(
             raise EventRejected("rule_violation", f"{unit_id} cannot cascade it: {error}") from error
         derivation.derived.add(unit_id)
     keep_issued(uow, issued, cause)
-    issuers = [event.issuer_unit_id for event, _ in issued]
+    cascading = [event.issuer_unit_id for event, _ in issued]
     try:
-        acknowledge_all(uow, parent_id, issuers)
+        acknowledge_all(uow, parent_id, cascading)
     except FieldError as error:
-        raise EventRejected("rule_violation", f"{', '.join(issuers)} cannot cascade it: {error}") from error
+        raise EventRejected("rule_violation", f"{', '.join(cascading)} cannot cascade it: {error}") from error
 
 
 def register(uow: UnitOfWork, plan_id: str, command: Register) -> Registration:

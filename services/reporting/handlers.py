@@ -126,7 +126,8 @@ def dirty_keys(uow: UnitOfWork) -> set[ReportKey]:
 
 def batch_targets(uow: UnitOfWork) -> dict[ReportKey, bool]:
     """Whether each report key the batch has looked up is expected (a target): the end-of-batch refresh
-    does not read them again. Forgotten whenever targets change."""
+    does not read them again. `retarget` keeps it as the targets it changes now stand; anything else that
+    changes targets forgets it."""
     targets: dict[ReportKey, bool] = uow.cache.setdefault("reporting.targets", {})
     return targets
 
