@@ -43,6 +43,7 @@ from services.demo import INDICATORS, figures_of, report_values
 from shared.access import service_headers
 from shared.clock import LOCAL_TZ
 from shared.events import Envelope, Event, PlanAcknowledged, ReportSubmitted, to_kafka
+from shared.ids import new_id
 from shared.local_broker import LocalBroker, free_port
 from shared.settings import SERVICES, Settings
 from shared.topics import STREAMS, topic_name
@@ -161,7 +162,7 @@ class Wave:
 def phase_one_report(plan_id: str, unit_id: str, values: dict[str, Any], at: datetime) -> ReportSubmitted:
     """A unit's report on phase 1, sent at `at`."""
     return ReportSubmitted(
-        report_id=str(uuid.uuid4()),
+        report_id=new_id(),
         plan_id=plan_id,
         phase_seq=1,
         unit_id=unit_id,
@@ -726,7 +727,7 @@ async def _latency(
         record_of(
             topic,
             ReportSubmitted(
-                report_id=str(uuid.uuid4()),
+                report_id=new_id(),
                 plan_id=plan_of[unit],
                 phase_seq=2,
                 unit_id=unit,

@@ -7,7 +7,6 @@ Events are past-tense facts; every payload is a pydantic model registered under 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -16,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import EventRejected
+from shared.ids import new_id
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -533,7 +533,7 @@ class Envelope(BaseModel):
         causation_id: str | None = None,
     ) -> Envelope:
         return cls(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             type=data.type_name(),
             schema_version=data.schema_version,
             time=time,

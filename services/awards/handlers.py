@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from datetime import date
 from typing import Any
@@ -32,6 +31,7 @@ from shared.events import (
     PlanIssued,
     ReportSubmitted,
 )
+from shared.ids import new_id
 from shared.service import ServiceContext
 from shared.storage import UnitOfWork, columns_in, insert_rows, rows_in, update_rows, utc
 
@@ -181,7 +181,7 @@ def nominate(uow: UnitOfWork, command: Nominate, nomination_id: str | None = Non
         raise FieldError("phase_seq", command.phase_seq, f"a phase of plan {plan.plan_id}")
     check_quota_of(session, plan, command.unit_id, command.nominee_kind, command.award)
     event = NominationMade(
-        nomination_id=nomination_id or str(uuid.uuid4()),
+        nomination_id=nomination_id or new_id(),
         to_unit_id=plan.issuer_unit_id,
         **{**command.model_dump(), "year": year},
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -34,6 +33,7 @@ from shared.documents.paper import DOCX_MEDIA_TYPE, docx_name, render_plan_docx
 from shared.documents.plan_text import ParsedPlan
 from shared.errors import FieldError, InvalidInput
 from shared.events import DeadlineRule, OrgUnit, Phase, PlanAmended
+from shared.ids import new_id
 from shared.security import check_password, hash_password, issue_token, secret_key
 from shared.service import ServiceContext
 
@@ -251,7 +251,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
         act_for(caller, "unit_id", body.unit_id)
         with db.transaction() as uow:
             draft = PlanDraft(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 unit_id=body.unit_id,
                 body=body.body,
                 source=body.source,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-import uuid
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -18,6 +17,7 @@ from shared.documents.paper import ParentPlan, PlanDocument
 from shared.documents.plan_text import ParsedPlan, Warning_
 from shared.errors import FieldError
 from shared.events import Phase, PlanIssued, PlanRef, Target
+from shared.ids import new_id
 from shared.storage import UnitOfWork
 
 # Recipients a plan does not mark (b/c, t/h): these words mean the units below, who execute it.
@@ -160,9 +160,9 @@ def import_document(
         raise FieldError("unit_id", unit_id, "a registered unit")
     body, notes = draft_body(session, read.plan, unit_id)
     now = uow.clock.now()
-    draft = PlanDraft(id=str(uuid.uuid4()), unit_id=unit_id, body=body, source=filename[:300], updated_at=now)
+    draft = PlanDraft(id=new_id(), unit_id=unit_id, body=body, source=filename[:300], updated_at=now)
     document = SourceDocument(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         draft_id=draft.id,
         filename=filename[:300],
         kind=read.kind,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from shared.events import (
     Signer,
     Target,
 )
+from shared.ids import new_id
 from shared.service import ServiceContext
 from shared.settings import Settings
 from shared.storage import (
@@ -383,7 +383,7 @@ def checked_plan(
             Target.model_construct(unit_id=child.unit_id, name=child.name, level=Level(child.level))
         )
 
-    plan_id = str(uuid.uuid4())
+    plan_id = new_id()
     event = PlanIssued(
         plan_id=plan_id,
         number=command.number,
@@ -757,7 +757,7 @@ def register(uow: UnitOfWork, plan_id: str, command: Register) -> Registration:
     due = min(dues, default=None)
     now = uow.clock.now()
     row = Registration(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         plan_id=plan_id,
         unit_id=command.unit_id,
         kind=command.kind,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
@@ -31,6 +30,7 @@ from shared.access import Caller, CallerDep, Tree, act_for, current_caller, issu
 from shared.api import PhaseSeq
 from shared.errors import FieldError, InvalidInput
 from shared.events import MAX_PHASES, ReportSubmitted, ReportValue
+from shared.ids import new_id
 from shared.service import ServiceContext
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -106,7 +106,7 @@ def build_api(ctx: ServiceContext) -> APIRouter:
                 raise FieldError("plan_id", report.plan_id, "a plan issued to this unit")
             submitted_at = uow.clock.now()
             event = ReportSubmitted(
-                report_id=str(uuid.uuid4()),
+                report_id=new_id(),
                 plan_id=report.plan_id,
                 phase_seq=report.phase_seq,
                 unit_id=report.unit_id,
