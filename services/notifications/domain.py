@@ -82,8 +82,3 @@ def reminder_lead(due_on: date, today: date, leads: list[int], reminded_at: int 
 def signature(secret: str, body: bytes) -> str:
     """The X-Thidua-Signature of a webhook body: sha256=<hex HMAC-SHA256 with the shared secret>."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def delivery_id(event_id: str, recipient: str, channel: str) -> str:
-    """One id per (event, recipient, channel): the idempotency key of a delivery."""
-    return hashlib.sha256(f"{event_id}|{recipient}|{channel}".encode()).hexdigest()[:32]

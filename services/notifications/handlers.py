@@ -41,6 +41,7 @@ from shared.events import (
     ReportReturned,
     ReportSubmitted,
 )
+from shared.ids import new_id
 from shared.service import ServiceContext
 from shared.settings import Settings
 from shared.storage import UnitOfWork, columns_in, insert_rows, rows_in, update_rows
@@ -247,7 +248,7 @@ class Known:
 
     contacts: dict[str, Reach | None]
     preferences: dict[str, Preference | None]
-    existing: set[str]  # the ids of the deliveries the trigger has already
+    existing: set[tuple[str, str]]  # the recipients and channels the trigger has deliveries to already
     copies: dict[str, PlanCopy | None]
     now: datetime
     routes: Routes
@@ -294,7 +295,14 @@ def known_for(uow: UnitOfWork, trigger_id: str, messages: list[Message], setting
     }
     preferences = {p.unit_id: p for p in rows_in(session, Preference.unit_id, units)}
     # The trigger's deliveries, found through the once-per-recipient-and-channel key it leads.
-    existing = set(session.exec(select(Delivery.id).where(Delivery.trigger_event_id == trigger_id)))
+    existing = {
+        (recipient, channel)
+        for recipient, channel in session.exec(
+            select(Delivery.recipient_unit_id, Delivery.channel).where(
+                Delivery.trigger_event_id == trigger_id
+            )
+        )
+    }
     return Known(
         contacts={unit: contacts.get(unit) for unit in units},
         preferences={unit: preferences.get(unit) for unit in units},
@@ -362,10 +370,10 @@ def queue_on(
     body: str | None,
     known: Known,
 ) -> dict[str, Any] | None:
-    key = domain.delivery_id(trigger_id, message.recipient_unit_id, channel)
-    if key in known.existing:
+    if (message.recipient_unit_id, channel) in known.existing:
         return None
-    known.existing.add(key)
+    known.existing.add((message.recipient_unit_id, channel))
+    key = new_id()
     now = known.now
     wait = None
     if message.kind in domain.REMINDER_KINDS:
@@ -376,13 +384,11 @@ def queue_on(
     copy = known.copy(uow.session, message.plan_id) if message.plan_id else None
     document = message.kind in domain.DOCUMENT_KINDS and copy is not None
     attachment = docx_name(copy.event["number"]) if document and copy else None
-    body = body or known.letters.body(
-        contact.name if contact else message.recipient_unit_id,
-        message.subject,
-        message.lines,
-        attachment,
-        key,
-    )
+    if body is not None:  # a body of its own (a digest) has a mark where the delivery's id goes
+        body = body.replace(DELIVERY_MARK, key)
+    else:
+        name = contact.name if contact else message.recipient_unit_id
+        body = known.letters.body(name, message.subject, message.lines, attachment, key)
     logged = channel == Channel.log.value and wait is None  # the delivery log is the message: nothing to send
     delivery = {
         "id": key,
@@ -612,9 +618,8 @@ def remind_unit(
         trigger = f"reminders:{unit_id}:{today.isoformat()}:{hashlib.sha256(keys.encode()).hexdigest()[:12]}"
         lines = [reminder_line(e, lead, plan) for e, lead, plan in items]
         subject = f"Nhắc gửi {len(items)} báo cáo sắp đến hạn"
-        key = domain.delivery_id(trigger, unit_id, "digest")
         body = TEMPLATES.get_template("digest.txt.j2").render(
-            unit_name=contact.name if contact else unit_id, items=lines, delivery_id=key
+            unit_name=contact.name if contact else unit_id, items=lines, delivery_id=DELIVERY_MARK
         )
         return int(
             enqueue(ctx, uow, trigger, "Reminder", Message(unit_id, "reminder", subject, tuple(lines)), body)

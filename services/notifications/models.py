@@ -22,7 +22,7 @@ class Delivery(SQLModel, table=True):
         sa.Index("ix_ntf_delivery_due", "state", "next_attempt_at"),
     )
 
-    id: str = Field(primary_key=True, max_length=64)  # the idempotency key: sent along as Message-ID
+    id: str = Field(primary_key=True, max_length=64)  # time-ordered (see shared.ids); sent as Message-ID
     trigger_event_id: str = Field(max_length=200)
     trigger_type: str = Field(max_length=100)
     kind: str = Field(max_length=50)  # plan_issued | report_request | reminder | overdue | nomination …

@@ -324,6 +324,7 @@ async def test_plans_reminders_and_failures_reach_people_once(
     reminder = (await deliveries(kind="reminder", recipient_unit_id="lb-1", channel="log"))[0]
     body = (await expect(client, "GET", f"/notifications/deliveries/{reminder['id']}", 200))["body"]
     assert "Báo cáo đợt 1, kế hoạch số 5/KH-LĐLĐ — hạn 10/06/2023 (còn 3 ngày)" in body
+    assert f"(mã {reminder['id']})" in body  # the letter names its delivery, as an officer quotes it
     clock.set(local("2023-06-09", 9))  # one day before: the nearer reminder, once
     await settle(4, kind="reminder", channel="log")
     clock.advance(timedelta(hours=2))

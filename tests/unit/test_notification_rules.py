@@ -89,17 +89,6 @@ def test_webhook_signature_is_hmac_sha256_of_the_body() -> None:
     )
 
 
-def test_one_delivery_id_per_event_recipient_and_channel() -> None:
-    assert domain.delivery_id("e", "u", "email") == domain.delivery_id("e", "u", "email")
-    assert (
-        len(
-            {domain.delivery_id("e", "u", c) for c in ("email", "paper")}
-            | {domain.delivery_id("e", "v", "email")}
-        )
-        == 3
-    )
-
-
 RECIPIENTS = [("CĐCS Công ty May 10", "a1"), ("Trường {{ x }} & <b>", "b2"), ("", "c3"), ("CĐCS \\1", "d4")]
 
 
