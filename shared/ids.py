@@ -12,5 +12,5 @@ import uuid_utils
 
 
 def new_id() -> str:
-    """A new id, later than every id made before it in this process."""
+    """A new id, beginning with the millisecond it is made in."""
     return str(uuid_utils.uuid7())
