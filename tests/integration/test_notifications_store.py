@@ -4,7 +4,7 @@ letter names its own delivery, as an officer quotes it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import select
@@ -13,34 +13,20 @@ from services.notifications.handlers import remember_plan, send_reminders
 from services.notifications.models import Contact, Delivery
 from services.runtime import DEFINITIONS
 from shared.clock import ManualClock
-from shared.events import Level, Phase, PlanIssued, Target
+from shared.events import PlanIssued
 from shared.metrics import Metrics
 from shared.migrations import upgrade
 from shared.service import ServiceContext
 from shared.settings import Settings
 from shared.storage import Database
+from tests.unit.test_events import plan_issued as sample_plan
 
 UNIT = "hn-lb-01"
 
 
 def plan_issued(plan_id: str, number: str) -> PlanIssued:
-    return PlanIssued(
-        plan_id=plan_id,
-        number=number,
-        issuer_unit_id="hn-lb",
-        title=f"Kế hoạch {number}",
-        issued_on=date(2023, 3, 2),
-        phases=[
-            Phase(
-                seq=1,
-                label="Đợt 1",
-                start=date(2023, 3, 2),
-                end=date(2023, 5, 31),
-                report_due=date(2023, 6, 2),
-            )
-        ],
-        targets=[Target(unit_id=UNIT, name="CĐCS 01", level=Level.grassroots)],
-    )
+    """A plan to the unit, its report due on 2 June 2023."""
+    return sample_plan().model_copy(update={"plan_id": plan_id, "number": number})
 
 
 @pytest.fixture
